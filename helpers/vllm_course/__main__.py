@@ -1,0 +1,35 @@
+"""Command line: `python -m vllm_course <area> <action>`.
+
+Each area lives in its own module and contributes its sub-commands through
+`add_commands(subparsers)`; this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import CourseError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import hub_cli, models
+
+    parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
+    areas = parser.add_subparsers(dest="area", required=True)
+    models.add_commands(areas)
+    hub_cli.add_commands(areas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Every setting the course reads from the environment, read in one place.
+
+Other modules import these names (or call the small functions below when a value must be
+re-read, e.g. after a lesson changed an env var); tests monkeypatch them here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r} is not an integer: set it to a number or unset it.") from exc
+
+
+# Where the course keeps what it builds: course models, the tool venv for quantizers, hub state.
+# Overridable so CI and tests can build into a scratch folder.
+def course_home() -> Path:
+    return _env_path("VLLM_COURSE_HOME", Path.home() / ".cache" / "vllm-course")
+
+
+def repos_dir() -> Path:
+    """Folder of built course model repos, laid out as `<org>/<name>/`: the course hub's root."""
+    return course_home() / "repos"
+
+
+def course_hf_home() -> Path:
+    """HF_HOME the offline profile uses, so the learner's own ~/.cache/huggingface is never touched."""
+    return course_home() / "hf"
+
+
+# The course hub: loopback only unless told otherwise.
+HUB_HOST: str = os.environ.get("VLLM_COURSE_HUB_HOST", "127.0.0.1")
+HUB_PORT: int = _env_int("VLLM_COURSE_HUB_PORT", 8765)
+
+# Course model repos (the `course/` namespace is never confused with upstream repos).
+ORG = "course"
+BASE_MODEL = f"{ORG}/SmolLM2-135M-Instruct"
+BIN_MODEL = f"{ORG}/SmolLM2-135M-Instruct-bin"
+PT_MODEL = f"{ORG}/SmolLM2-135M-Instruct-pt"
+GPTQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-GPTQ-Int4"
+AWQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-AWQ-Int4"
+
+# The online profile's upstream equivalents (real Hub, GPU box).
+ONLINE_MODELS = {
+    BASE_MODEL: "Qwen/Qwen2.5-0.5B-Instruct",
+    GPTQ_MODEL: "Qwen/Qwen2.5-0.5B-Instruct-GPTQ-Int4",
+    AWQ_MODEL: "Qwen/Qwen2.5-0.5B-Instruct-AWQ",
+    BIN_MODEL: "facebook/opt-125m",
+}
+
+# vLLM on CPU (measured, see README): KV cache in GiB, cores kept back for the OS.
+CPU_KVCACHE_GIB: str = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+CPU_RESERVED_CORES: str = os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+# Build the AWQ variant too (opt-in: ~4 min more on 2 cores).
+BUILD_AWQ: bool = os.environ.get("VLLM_COURSE_BUILD_AWQ", "0").lower() in {"1", "true", "yes", "on"}
