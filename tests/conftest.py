@@ -1,0 +1,77 @@
+"""Shared fixtures: the built course models and vLLM engines on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vllm_course import config, models
+
+
+def _built(repo_id: str) -> Path:
+    # `make test` builds the models first; run by hand, this fails with "run `make models`".
+    return models.require(repo_id)
+
+
+@pytest.fixture(scope="session")
+def base_model() -> Path:
+    return _built(config.BASE_MODEL)
+
+
+@pytest.fixture(scope="session")
+def bin_model() -> Path:
+    return _built(config.BIN_MODEL)
+
+
+@pytest.fixture(scope="session")
+def pt_model() -> Path:
+    return _built(config.PT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def gptq_model() -> Path:
+    return _built(config.GPTQ_MODEL)
+
+
+@pytest.fixture()
+def course_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch VLLM_COURSE_HOME so a test can build or break things without touching the real one."""
+    home = tmp_path / "course-home"
+    monkeypatch.setenv("VLLM_COURSE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def vllm_engines():
+    """Load, yield, and release engines one at a time (in-process, as lessons do)."""
+    from vllm_course import engine
+
+    opened = []
+
+    def load(model: str | Path, **kwargs):
+        llm, report = engine.load(str(model), **kwargs)
+        opened.append(llm)
+        return llm, report
+
+    def release_all() -> None:
+        while opened:
+            engine.release(opened.pop())
+
+    load.release_all = release_all
+    yield load
+    release_all()
+
+
+CHAT = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def greedy_answer(llm) -> str:
+    from vllm import SamplingParams
+
+    out = llm.chat(CHAT, SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
+    return out[0].outputs[0].text
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

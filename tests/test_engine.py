@@ -1,0 +1,86 @@
+"""Real vLLM (CPU build) loads of every course variant, in-process as the lessons do."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import greedy_answer
+from vllm_course import engine
+from vllm_course.errors import WeightFormatError
+
+pytestmark = pytest.mark.slow
+
+
+class TestBf16Model:
+    def test_does_the_course_model_answer_paris(self, vllm_engines, base_model):
+        """Does the converted bf16 model answer the capital question with Paris (greedy)?"""
+        llm, report = vllm_engines(base_model)
+        assert "Paris" in greedy_answer(llm)
+        vllm_engines.release_all()
+
+    def test_does_the_report_parse_vllms_own_log(self, vllm_engines, base_model):
+        """Does the load report carry vLLM's checkpoint size (0.25 GiB) and a positive time?"""
+        _, report = vllm_engines(base_model)
+        vllm_engines.release_all()
+        assert report.device == "cpu"
+        assert report.checkpoint_gib == pytest.approx(0.25, abs=0.01)
+        assert report.weights_seconds is not None and report.weights_seconds >= 0
+        assert 0 < report.seconds < 300
+        assert report.weight_files == ("model.safetensors",)
+        assert any("Checkpoint size" in line for line in report.highlights)
+
+
+class TestLoadFormats:
+    def test_does_auto_load_pytorch_model_bin(self, vllm_engines, bin_model):
+        """Does load_format='auto' fall back to pytorch_model.bin when there is no safetensors?"""
+        llm, report = vllm_engines(bin_model, load_format="auto")
+        assert "Paris" in greedy_answer(llm)
+        assert report.weight_files == ("pytorch_model.bin",)
+        vllm_engines.release_all()
+
+    def test_does_pt_on_a_bin_repo_say_which_files_are_there(self, bin_model):
+        """Does load_format='pt' on a .bin-only folder fail with a message naming the .bin file?"""
+        with pytest.raises(WeightFormatError) as info:
+            engine.load(str(bin_model), load_format="pt")
+        message = str(info.value)
+        assert "load_format='pt' reads *.pt" in message
+        assert "pytorch_model.bin" in message
+        assert "\n" not in message
+
+    def test_does_vllm_itself_refuse_pt_on_a_bin_repo(self, vllm_engines, bin_model):
+        """Without the helper's pre-check, does vLLM really fail (the fact the lesson teaches)?"""
+        from vllm import LLM
+
+        with pytest.raises(Exception, match="Cannot find any model weights"):
+            with engine.load_report(str(bin_model)):
+                LLM(model=str(bin_model), load_format="pt", **engine.machine_kwargs())
+
+    def test_does_pt_load_model_pt(self, vllm_engines, pt_model):
+        """Does load_format='pt' load the model.pt variant and answer?"""
+        llm, report = vllm_engines(pt_model, load_format="pt")
+        assert "Paris" in greedy_answer(llm)
+        assert report.weight_files == ("model.pt",)
+        vllm_engines.release_all()
+
+
+class TestQuantized:
+    def test_is_gptq_detected_from_config_and_sensible(self, vllm_engines, gptq_model):
+        """Does the GPTQ repo load without quantization= (auto-detected) and still answer sensibly?"""
+        llm, report = vllm_engines(gptq_model)
+        answer = greedy_answer(llm)
+        vllm_engines.release_all()
+        assert report.quantization == "gptq"
+        assert "Paris" in answer or "France" in answer, answer
+        assert report.checkpoint_gib is not None and report.checkpoint_gib < 0.2
+
+
+class TestRelease:
+    def test_do_three_load_release_cycles_keep_memory_flat(self, base_model):
+        """After three load/release cycles, has RSS grown by less than 0.5 GiB over the first?"""
+        after = []
+        for _ in range(3):
+            llm, _ = engine.load(str(base_model))
+            engine.release(llm)
+            del llm
+            after.append(engine.rss_bytes())
+        assert after[2] - after[0] < 0.5 * 2**30, [a / 2**30 for a in after]
