@@ -1,0 +1,433 @@
+"""Start, find and stop course hubs from Python (notebooks, tests) and from the CLI.
+
+A hub always runs in its own process (never a thread of the caller): a Jupyter kernel restart
+then cannot leave a half-dead server behind, and vLLM's own threads never share its event loop.
+Each hub started on a fixed port records itself in `<course home>/hub/<port>.json` (pid, port,
+root, upstream, log file), so `start()` from another process or kernel finds and reuses it.
+
+Example:
+    >>> from vllm_course import hub                                   # doctest: +SKIP
+    >>> with hub.start() as h, h.activate():                          # doctest: +SKIP
+    ...     snapshot_download("course/SmolLM2-135M-Instruct")
+    >>> h.stats().full_downloads                                      # doctest: +SKIP
+    6
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .. import config
+from ..errors import HubError, HubUnreachableError
+from .log import HubStats
+from .repos import RepoStore
+from .server import SERVICE
+
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_LAUNCH = "import sys; from vllm_course.hub.server import main; sys.exit(main())"
+
+
+@dataclass
+class EndpointActivation:
+    """HF_ENDPOINT pointed at a hub for this process; `restore()` (or leaving `with`) undoes it.
+
+    huggingface_hub reads HF_ENDPOINT once, at import, into `constants.ENDPOINT`,
+    `constants.HUGGINGFACE_CO_URL_TEMPLATE` (which `hf_hub_download` formats its URLs from) and the
+    module-level `HfApi` behind `model_info()`/`list_repo_tree()`. When huggingface_hub is already
+    imported, those three are patched too; new `HfApi()` objects read `constants.ENDPOINT`.
+    HF_HUB_OFFLINE and HF_HOME cannot be switched this way: set them before importing.
+    """
+
+    url: str
+    previous_env: str | None
+    active: bool = True
+
+    def restore(self) -> None:
+        """Put HF_ENDPOINT (and huggingface_hub's copies of it) back as they were."""
+        if not self.active:
+            return
+        self.active = False
+        if self.previous_env is None:
+            os.environ.pop("HF_ENDPOINT", None)
+        else:
+            os.environ["HF_ENDPOINT"] = self.previous_env
+        _patch_hf_endpoint((self.previous_env or "https://huggingface.co").rstrip("/"))
+
+    def __enter__(self) -> EndpointActivation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+def use_hub(hub: HubHandle | str) -> EndpointActivation:
+    """Point this process's Hugging Face clients (huggingface_hub, transformers, vLLM) at a hub.
+
+    Sets `os.environ["HF_ENDPOINT"]` (inherited by subprocesses) and, if huggingface_hub is already
+    imported, the copies it made at import. Best practice is still to set HF_ENDPOINT before the
+    first `import huggingface_hub` / `import vllm` (first notebook cell, or the environment).
+
+    Args:
+        hub: a `HubHandle` or a base URL such as "http://127.0.0.1:8765".
+
+    Returns:
+        An `EndpointActivation`; call `.restore()` or use it in a `with` block to undo.
+    """
+    url = (hub.url if isinstance(hub, HubHandle) else str(hub)).rstrip("/")
+    previous = os.environ.get("HF_ENDPOINT")
+    os.environ["HF_ENDPOINT"] = url
+    _patch_hf_endpoint(url)
+    return EndpointActivation(url, previous)
+
+
+def _patch_hf_endpoint(url: str) -> None:
+    """Set huggingface_hub's import-time copies of HF_ENDPOINT, if it is imported."""
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is None:
+        return
+    constants.ENDPOINT = url
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = url + "/{repo_id}/resolve/{revision}/{filename}"
+    hf_api = sys.modules.get("huggingface_hub.hf_api")
+    if hf_api is not None and hasattr(hf_api, "api"):
+        hf_api.api.endpoint = url
+
+
+def state_dir() -> Path:
+    """Folder of the hubs' state and log files: `<course home>/hub/` (VLLM_COURSE_HOME moves it)."""
+    return config.course_home() / "hub"
+
+
+@dataclass
+class HubHandle:
+    """A running course hub: its URL, what it serves, and how to query or stop it.
+
+    `owned` is True when this handle started the hub; leaving a `with` block stops only owned hubs
+    (a hub reused from an earlier `start()` keeps running). `stop()` always stops it.
+    """
+
+    url: str
+    port: int
+    root: Path
+    upstream: str | None = None
+    pid: int | None = None
+    owned: bool = False
+    log_file: Path | None = None
+    _activations: list[EndpointActivation] = field(default_factory=list, repr=False)
+
+    def health(self) -> dict[str, Any]:
+        """Return the hub's `/_course/health` answer.
+
+        Raises:
+            HubUnreachableError: the hub does not answer.
+        """
+        return _health(self.url, timeout=5.0, raise_error=True) or {}
+
+    def is_running(self) -> bool:
+        """Whether the hub answers its health check."""
+        return is_running(self.url)
+
+    def stats(self) -> HubStats:
+        """Return the hub's request counters (see `HubStats`).
+
+        Raises:
+            HubUnreachableError: the hub does not answer.
+        """
+        return HubStats.from_dict(_get_json(f"{self.url}/_course/stats"))
+
+    def reset_stats(self) -> HubStats:
+        """Reset the request counters; return them as they were just before."""
+        return HubStats.from_dict(_get_json(f"{self.url}/_course/stats?reset=1"))
+
+    def activate(self) -> EndpointActivation:
+        """Point this process's Hugging Face clients at the hub (see `use_hub`); `.restore()` undoes it."""
+        activation = use_hub(self.url)
+        self._activations.append(activation)
+        return activation
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the hub process and forget its state file; restore any endpoint it activated."""
+        while self._activations:
+            self._activations.pop().restore()
+        _terminate(self.pid, self.url, timeout)
+        _remove_state(self.port, self.pid)
+
+    def __enter__(self) -> HubHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned:
+            self.stop()
+        else:
+            while self._activations:
+                self._activations.pop().restore()
+
+
+def start(
+    root: str | os.PathLike[str] | None = None,
+    port: int | None = None,
+    upstream: str | None = None,
+    *,
+    host: str | None = None,
+    throttle_bps: int | None = None,
+    cut_after_bytes: int | None = None,
+    timeout: float = 30.0,
+) -> HubHandle:
+    """Start a course hub in a background process, or reuse the one already on that port.
+
+    Args:
+        root: folder of `<org>/<name>/` repos (default: the built course models, `repos_dir()`).
+        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765); 0 picks a free one (never reused).
+        upstream: URL of a hub to mirror (pull-through cache), e.g. the real Hub.
+        host: interface (default `VLLM_COURSE_HUB_HOST`, 127.0.0.1: only this machine can connect).
+        throttle_bps: demo setting: cap each file transfer at this many bytes per second.
+        cut_after_bytes: demo setting: cut the first full download of each file after this many bytes.
+        timeout: seconds to wait for the new hub to answer.
+
+    Returns:
+        A `HubHandle`; `owned` tells whether this call started it.
+
+    Raises:
+        HubError: the root is missing, the port is taken by something else (or by a hub serving
+            another root), or the hub did not come up (its log is quoted).
+    """
+    root_path = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
+    host = host or config.HUB_HOST
+    port = config.HUB_PORT if port is None else int(port)
+    if port:
+        reused = _reuse(host, port, root_path, upstream)
+        if reused is not None:
+            return reused
+    return _spawn(root_path, host, port, upstream, throttle_bps, cut_after_bytes, timeout)
+
+
+def stop(port: int | None = None, timeout: float = 10.0) -> bool:
+    """Stop the hub recorded for `port` (default `VLLM_COURSE_HUB_PORT`).
+
+    Returns:
+        True if a hub was stopped, False if none was recorded or running.
+    """
+    port = config.HUB_PORT if port is None else int(port)
+    state = _read_state(port)
+    if state is None:
+        return False
+    running = is_running(state["url"])
+    _terminate(state.get("pid"), state["url"], timeout)
+    _remove_state(port, state.get("pid"))
+    return running
+
+
+def status() -> list[dict[str, Any]]:
+    """Every recorded hub: its state (url, port, pid, root, upstream, log) and `running`."""
+    out = []
+    folder = state_dir()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        state["running"] = is_running(state.get("url", ""))
+        out.append(state)
+    return out
+
+
+def is_running(url_or_port: str | int) -> bool:
+    """Whether a course hub answers at this URL (or on this port of 127.0.0.1), within a second."""
+    url = f"http://127.0.0.1:{url_or_port}" if isinstance(url_or_port, int) else str(url_or_port)
+    return _health(url, timeout=1.0) is not None
+
+
+def check_endpoint(url: str | None = None, timeout: float = 2.0) -> None:
+    """Fail fast if HF_ENDPOINT points at a local hub that is down (instead of ~100 s of retries).
+
+    Args:
+        url: endpoint to check (default: `os.environ["HF_ENDPOINT"]`); non-loopback URLs are not checked.
+
+    Raises:
+        HubUnreachableError: nothing answers there and HF_HUB_OFFLINE is not set.
+    """
+    url = url or os.environ.get("HF_ENDPOINT")
+    if not url or not any(h in url for h in ("127.0.0.1", "localhost", "[::1]")):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return
+    try:
+        httpx.get(f"{url.rstrip('/')}/_course/health", timeout=timeout, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise HubUnreachableError(
+            f"HF_ENDPOINT={url} does not answer. Start the course hub (`python -m vllm_course hub start`), "
+            "or set HF_HUB_OFFLINE=1 before importing vllm/huggingface_hub to load from the cache."
+        ) from exc
+
+
+# -- private helpers -------------------------------------------------------------------------
+
+
+def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle | None:
+    url = f"http://{host}:{port}"
+    health = _health(url, timeout=1.0)
+    if health is None:
+        if _port_taken(host, port):
+            raise HubError(f"Port {port} on {host} is taken by something that is not a course hub. "
+                           "Pass another port (start(port=...), --port) or set VLLM_COURSE_HUB_PORT.")
+        return None
+    if Path(health.get("root", "")) != root or (health.get("upstream") or None) != (upstream or None):
+        raise HubError(
+            f"A course hub already runs on port {port} serving {health.get('root')} "
+            f"(upstream {health.get('upstream')}), not {root} (upstream {upstream}). Stop it first "
+            f"(`python -m vllm_course hub stop --port {port}`) or pass another port."
+        )
+    state = _read_state(port) or {}
+    return HubHandle(url, port, root, upstream, health.get("pid"), False, _opt_path(state.get("log")))
+
+
+def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps: int | None,
+           cut_after_bytes: int | None, timeout: float) -> HubHandle:
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
+    ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
+    ready.unlink(missing_ok=True)
+    args = [sys.executable, "-c", _LAUNCH, "--root", str(root), "--host", host, "--port", str(port),
+            "--ready-file", str(ready)]
+    args += ["--upstream", upstream] if upstream else []
+    args += ["--throttle-bps", str(throttle_bps)] if throttle_bps else []
+    args += ["--cut-after-bytes", str(cut_after_bytes)] if cut_after_bytes is not None else []
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    with open(log_file, "ab") as log:
+        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 env=env, start_new_session=True)
+    _CHILDREN[child.pid] = child
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            _kill_child(child)
+            tail = log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise HubError(f"The course hub did not start (root {root}, port {port}). Its log {log_file}:\n{tail}")
+        time.sleep(0.05)
+    port = int(json.loads(ready.read_text(encoding="utf-8"))["port"])
+    ready.unlink(missing_ok=True)
+    url = f"http://{host}:{port}"
+    while _health(url, timeout=1.0) is None:
+        if child.poll() is not None or time.monotonic() > deadline:
+            _kill_child(child)
+            raise HubError(f"The course hub on {url} did not answer its health check; see {log_file}.")
+        time.sleep(0.05)
+    handle = HubHandle(url, port, root, upstream, child.pid, True, log_file)
+    if tag == str(port):
+        _write_state(port, {"url": url, "host": host, "port": port, "pid": child.pid, "root": str(root),
+                            "upstream": upstream, "log": str(log_file), "started": time.time()})
+    return handle
+
+
+def _health(url: str, timeout: float, raise_error: bool = False) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/_course/health", timeout=timeout, trust_env=False)
+        data = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        if raise_error:
+            raise HubUnreachableError(f"The course hub at {url} does not answer: {exc}. "
+                                      "Start it with `python -m vllm_course hub start`.") from exc
+        return None
+    if not isinstance(data, dict) or data.get("service") != SERVICE:
+        if raise_error:
+            raise HubUnreachableError(f"{url} answers, but it is not a course hub.")
+        return None
+    return data
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    try:
+        response = httpx.get(url, timeout=10.0, trust_env=False)
+        response.raise_for_status()
+        return response.json()
+    except httpx.HTTPError as exc:
+        raise HubUnreachableError(f"The course hub did not answer {url}: {exc}. Is it running?") from exc
+
+
+def _terminate(pid: int | None, url: str, timeout: float) -> None:
+    """SIGTERM the hub (only if it really is a course hub process), then SIGKILL after `timeout`."""
+    if pid is None:
+        health = _health(url, timeout=1.0)
+        pid = health.get("pid") if health else None
+    if pid is None or not _is_hub_process(pid):
+        return
+    child = _CHILDREN.pop(pid, None)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid, child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid, child):
+        os.kill(pid, signal.SIGKILL)
+        if child is not None:
+            child.wait(5)
+
+
+def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
+    if child is not None:
+        return child.poll() is None
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def _is_hub_process(pid: int) -> bool:
+    try:
+        import psutil
+
+        return "vllm_course.hub.server" in " ".join(psutil.Process(pid).cmdline())
+    except Exception:
+        return False
+
+
+def _kill_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.kill()
+        child.wait(5)
+    _CHILDREN.pop(child.pid, None)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _read_state(port: int) -> dict[str, Any] | None:
+    try:
+        return json.loads((state_dir() / f"{port}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(port: int, state: dict[str, Any]) -> None:
+    path = state_dir() / f"{port}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _remove_state(port: int, pid: int | None) -> None:
+    state = _read_state(port)
+    if state is not None and (pid is None or state.get("pid") == pid):
+        (state_dir() / f"{port}.json").unlink(missing_ok=True)
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value) if value else None

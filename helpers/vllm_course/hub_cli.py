@@ -1,0 +1,91 @@
+"""`python -m vllm_course hub serve|start|stop|status`: the course hub from the command line.
+
+    serve    run in the foreground (Ctrl-C stops it)
+    start    run in the background; waits until it answers; reuses a hub already on the port
+    stop     stop the background hub recorded for the port
+    status   list recorded hubs and whether they answer
+
+Background hubs are recorded in `<course home>/hub/<port>.json` (pid, port, root, log file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import config
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `hub` area and its actions to the course CLI."""
+    area = subparsers.add_parser("hub", help="run the course hub (a local Hugging Face Hub)")
+    actions = area.add_subparsers(dest="action", required=True)
+
+    for name, func, text in (("serve", _serve, "run the hub in the foreground"),
+                             ("start", _start, "start the hub in the background (reused if running)")):
+        cmd = actions.add_parser(name, help=text)
+        cmd.add_argument("--root", type=Path, default=None,
+                         help="folder of <org>/<name>/ repos (default: the built course models)")
+        cmd.add_argument("--host", default=config.HUB_HOST, help="interface to bind (default %(default)s)")
+        cmd.add_argument("--port", type=int, default=config.HUB_PORT, help="port (default %(default)s)")
+        cmd.add_argument("--upstream", default=None, help="mirror this hub URL (pull-through cache)")
+        cmd.add_argument("--throttle-bps", type=int, default=None, help=argparse.SUPPRESS)
+        cmd.add_argument("--cut-after-bytes", type=int, default=None, help=argparse.SUPPRESS)
+        cmd.set_defaults(func=func)
+
+    cmd = actions.add_parser("stop", help="stop the background hub")
+    cmd.add_argument("--port", type=int, default=config.HUB_PORT, help="port (default %(default)s)")
+    cmd.set_defaults(func=_stop)
+
+    cmd = actions.add_parser("status", help="show recorded hubs")
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+    cmd.set_defaults(func=_status)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .hub import HubConfig, serve
+
+    root = args.root if args.root is not None else config.repos_dir()
+    try:
+        serve(HubConfig(root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from .hub import start
+
+    handle = start(args.root, args.port, args.upstream, host=args.host, throttle_bps=args.throttle_bps,
+                   cut_after_bytes=args.cut_after_bytes)
+    verb = "started" if handle.owned else "already running"
+    print(f"course hub {verb}: {handle.url} (root {handle.root}, pid {handle.pid})")
+    print(f"use it with:  export HF_ENDPOINT={handle.url}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from .hub import stop
+
+    if stop(args.port):
+        print(f"course hub on port {args.port} stopped")
+    else:
+        print(f"no running course hub recorded on port {args.port}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .hub import state_dir, status
+
+    hubs = status()
+    if args.json:
+        print(json.dumps(hubs, indent=1))
+        return 0 if any(h["running"] for h in hubs) else 1
+    if not hubs:
+        print(f"no course hub recorded in {state_dir()}")
+        return 1
+    for h in hubs:
+        state = "running" if h["running"] else "not answering"
+        print(f"{h['url']}  {state}  pid {h.get('pid')}  root {h.get('root')}  log {h.get('log')}")
+    return 0 if any(h["running"] for h in hubs) else 1
