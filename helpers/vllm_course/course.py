@@ -1,0 +1,152 @@
+"""The first cell of every notebook: choose a profile and set the env vars before any import.
+
+huggingface_hub reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, when it is
+imported (and vLLM imports it). So `setup()` must run before `import vllm` or
+`import huggingface_hub` in a fresh kernel; it warns when that is not the case.
+
+Profiles:
+    offline (default): course models served by the course hub on 127.0.0.1; vLLM's CPU build
+        unless a GPU is present; a course-owned HF_HOME (your ~/.cache/huggingface is untouched).
+    online: the real Hub and its models (Qwen2.5-0.5B-Instruct, its GPTQ/AWQ, opt-125m),
+        your own HF_HOME; meant for a GPU box with internet.
+
+Example (first cell)::
+
+    from vllm_course.course import setup
+    course = setup()              # or setup("online"), or VLLM_COURSE_PROFILE=online
+    print(course)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+
+_HF_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT")
+
+
+@dataclass(frozen=True)
+class CourseModels:
+    """The model ids a notebook uses; the same names work offline and online."""
+
+    base: str
+    bin: str
+    pt: str
+    gptq: str
+    awq: str
+
+
+@dataclass(frozen=True)
+class Course:
+    """What `setup()` configured for this kernel."""
+
+    profile: str
+    endpoint: str
+    hf_home: Path
+    hub_cache: Path
+    models: CourseModels
+    device: str
+
+    def __str__(self) -> str:
+        return (
+            f"profile   {self.profile}\n"
+            f"device    {self.device}\n"
+            f"endpoint  {self.endpoint}\n"
+            f"HF_HOME   {self.hf_home}\n"
+            f"hub cache {self.hub_cache}\n"
+            f"model     {self.models.base}"
+        )
+
+
+def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_hub: bool = True) -> Course:
+    """Configure this process for the course; call it first, before importing vllm.
+
+    Args:
+        profile: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline").
+        fresh_cache: give this notebook its own empty HF_HOME named after it (offline profile
+            only), e.g. "lesson01", so a lesson that downloads or deletes starts the same way
+            every run and never disturbs another notebook's cache. It lives under the course
+            home; nothing else is ever deleted.
+        start_hub: start (or reuse) the course hub in the offline profile.
+
+    Returns:
+        A `Course` describing the endpoint, cache folders, model ids and device.
+
+    Raises:
+        ModelNotBuiltError: offline profile and the course models are not built.
+        ValueError: unknown profile.
+    """
+    profile = (profile or os.environ.get("VLLM_COURSE_PROFILE", "offline")).lower()
+    if profile not in {"offline", "online"}:
+        raise ValueError(f"profile={profile!r} is unknown: use 'offline' (course hub) or 'online' (real Hub).")
+    wanted: dict[str, str] = {}
+    if profile == "offline":
+        from . import hub, models
+
+        models.require(config.BASE_MODEL)
+        hf_home = config.course_hf_home()
+        if fresh_cache:
+            hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
+            shutil.rmtree(hf_home, ignore_errors=True)
+        wanted["HF_HOME"] = str(hf_home)
+        if start_hub:
+            wanted["HF_ENDPOINT"] = hub.start().url
+        ids = CourseModels(config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL, config.GPTQ_MODEL, config.AWQ_MODEL)
+    else:
+        online = config.ONLINE_MODELS
+        ids = CourseModels(online[config.BASE_MODEL], online[config.BIN_MODEL], online[config.BIN_MODEL],
+                           online[config.GPTQ_MODEL], online[config.AWQ_MODEL])
+    _apply(wanted, drop=("HF_HUB_CACHE",) if profile == "offline" else ())
+    os.environ["VLLM_COURSE_PROFILE"] = profile
+    from . import engine
+
+    engine.prepare_environment()
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser()
+    return Course(
+        profile=profile,
+        endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"),
+        hf_home=hf_home,
+        hub_cache=hub_cache,
+        models=ids,
+        device="cuda" if engine._gpu_visible_cheaply() else "cpu",
+    )
+
+
+def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
+    """Set env vars; warn when huggingface_hub was imported before with other values."""
+    stale = []
+    for name in drop:
+        if name in os.environ:
+            stale.append(name)
+            del os.environ[name]
+    for name, value in wanted.items():
+        if os.environ.get(name) != value:
+            stale.append(name)
+            os.environ[name] = value
+    if "huggingface_hub" in sys.modules and any(n in _HF_VARS for n in stale):
+        from huggingface_hub import constants
+
+        if "HF_HOME" in stale and str(constants.HF_HOME) != os.environ.get("HF_HOME"):
+            warnings.warn(
+                "huggingface_hub was imported before setup(), so it keeps HF_HOME="
+                f"{constants.HF_HOME}: restart the kernel and run the setup cell first.",
+                stacklevel=3,
+            )
+        if "HF_ENDPOINT" in wanted:
+            from .hub import use_hub
+
+            use_hub(wanted["HF_ENDPOINT"])  # huggingface_hub's copies of the endpoint can be patched
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+    if not cleaned:
+        raise ValueError(f"fresh_cache={name!r}: use a short name such as 'lesson01'.")
+    return cleaned
