@@ -13,12 +13,13 @@ from .errors import CourseError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import hub_cli, models
+    from . import envcheck, hub_cli, models
 
     parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
     areas = parser.add_subparsers(dest="area", required=True)
     models.add_commands(areas)
     hub_cli.add_commands(areas)
+    envcheck.add_commands(areas)
     return parser
 
 

@@ -41,3 +41,7 @@ class HubUnreachableError(HubError, ConnectionError):
 
 class CacheSafetyError(CourseError, PermissionError):
     """A clean-up was asked to touch something outside the Hugging Face cache."""
+
+
+class EnvCheckError(CourseError, ValueError):
+    """The environment check was asked for something it does not know (profile, check name)."""
