@@ -1,0 +1,226 @@
+"""Real clients against the course hub: huggingface_hub's Python API and the `hf` CLI, each run in a
+fresh interpreter with its own HF_HOME (no mocks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hub_fixtures import (  # noqa: F401
+    HF_CLI, TINY, client_env, hf_env, hub_root, make_tiny_repo, run_py, sha256_of, tiny_hub,
+)
+from vllm_course import hub
+
+SNAPSHOT = """
+import json
+from huggingface_hub import snapshot_download
+path = snapshot_download("org/tiny")
+print(json.dumps({"path": path}))
+"""
+
+VERIFY_CACHE = """
+import hashlib, json, os
+from huggingface_hub import scan_cache_dir
+info = scan_cache_dir()
+repo = next(r for r in info.repos if r.repo_id == "org/tiny")
+files = {}
+for rev in repo.revisions:
+    for f in rev.files:
+        files[f.file_name if "/" not in str(f.file_path.relative_to(rev.snapshot_path)) else
+              str(f.file_path.relative_to(rev.snapshot_path))] = hashlib.sha256(f.blob_path.read_bytes()).hexdigest()
+blobs = os.listdir(repo.repo_path / "blobs")
+print(json.dumps({"revisions": [r.commit_hash for r in repo.revisions], "files": files, "blobs": blobs,
+                  "warnings": [str(w) for w in info.warnings]}))
+"""
+
+
+def _expected_hashes(root: Path) -> dict[str, str]:
+    folder = root / TINY
+    return {p.relative_to(folder).as_posix(): sha256_of(p) for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}
+
+
+class TestSnapshotDownload:
+    def test_does_snapshot_download_fetch_every_visible_file_intact(self, tiny_hub, hf_env, hub_root):
+        """Does snapshot_download get each visible file once, byte-identical, under the hub's sha?"""
+        path = Path(run_py(SNAPSHOT, hf_env)["path"])
+        sha = tiny_hub.stats()  # counters before the cache check
+        cached = run_py(VERIFY_CACHE, hf_env)
+        assert cached["files"] == _expected_hashes(hub_root)
+        assert not (path / ".hidden").exists()
+        assert cached["revisions"] == [path.name] and cached["warnings"] == []
+        assert sha.full_downloads == 3 and sha.weight_downloads() == 1
+
+    def test_does_a_second_download_fetch_nothing(self, tiny_hub, hf_env):
+        """After one snapshot_download, does a second one (new process, same cache) download no file?"""
+        run_py(SNAPSHOT, hf_env)
+        tiny_hub.reset_stats()
+        run_py(SNAPSHOT, hf_env)
+        stats = tiny_hub.stats()
+        assert (stats.full_downloads, stats.bytes_sent) == (0, 0)
+        assert stats.metadata_requests >= 1
+
+    def test_does_hf_hub_download_place_the_file_in_the_snapshot(self, tiny_hub, hf_env, hub_root):
+        """Does hf_hub_download return snapshots/<sha>/extra/notes.txt with the right bytes?"""
+        code = ("import json; from huggingface_hub import hf_hub_download, model_info\n"
+                "p = hf_hub_download('org/tiny', 'extra/notes.txt'); print(json.dumps({'p': p, 'sha': model_info('org/tiny').sha}))")
+        out = run_py(code, hf_env)
+        assert out["p"].endswith(f"snapshots/{out['sha']}/extra/notes.txt")
+        assert Path(out["p"]).read_bytes() == (hub_root / TINY / "extra" / "notes.txt").read_bytes()
+
+
+class TestErrors:
+    def test_does_each_missing_thing_raise_the_right_hub_error(self, hf_env):
+        """Do a missing repo, revision and file raise RepositoryNotFound, RevisionNotFound, EntryNotFound?"""
+        code = """
+import json
+from huggingface_hub import hf_hub_download
+out = {}
+for name, kwargs in {"repo": dict(repo_id="org/none", filename="config.json"),
+                     "revision": dict(repo_id="org/tiny", filename="config.json", revision="v2"),
+                     "file": dict(repo_id="org/tiny", filename="none.json")}.items():
+    try:
+        hf_hub_download(**kwargs)
+    except Exception as exc:
+        out[name] = [c.__name__ for c in type(exc).__mro__]
+print(json.dumps(out))
+"""
+        out = run_py(code, hf_env)
+        assert "RepositoryNotFoundError" in out["repo"]
+        assert "RevisionNotFoundError" in out["revision"]
+        assert "EntryNotFoundError" in out["file"]
+
+    def test_does_a_gated_repo_raise_gated_repo_error_and_open_with_its_token(self, tiny_hub, hf_env, hub_root):
+        """Does hf_hub_download raise GatedRepoError on a gated repo, and succeed with a listed token?"""
+        (make_tiny_repo(hub_root, "org/gated") / ".gated").write_text("hf_course_token\n", encoding="utf-8")
+        code = """
+import json
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import GatedRepoError
+try:
+    hf_hub_download("org/gated", "config.json")
+    refused = False
+except GatedRepoError:
+    refused = True
+path = hf_hub_download("org/gated", "config.json", token="hf_course_token")
+print(json.dumps({"refused": refused, "path": path}))
+"""
+        out = run_py(code, hf_env)
+        assert out["refused"] is True
+        assert Path(out["path"]).is_file()
+
+
+class TestHfCli:
+    def test_does_hf_download_then_cache_ls_and_verify_show_the_repo(self, tiny_hub, hf_env):
+        """Does `hf download org/tiny` succeed, `hf cache ls` list it, `hf cache verify` match checksums?"""
+        run = lambda *args: subprocess.run([HF_CLI, *args], env=hf_env, capture_output=True, text=True, timeout=120)
+        download = run("download", TINY)
+        assert download.returncode == 0, download.stderr
+        listing = run("cache", "ls")
+        assert listing.returncode == 0 and "model/org/tiny" in listing.stdout, listing.stdout
+        verify = run("cache", "verify", TINY)
+        assert verify.returncode == 0 and "All checksums match" in verify.stdout, verify.stdout + verify.stderr
+        assert tiny_hub.stats().full_downloads == 3
+
+
+class TestActivation:
+    def test_does_use_hub_redirect_an_already_imported_huggingface_hub(self, tiny_hub, tmp_path):
+        """With huggingface_hub imported before HF_ENDPOINT is set, does use_hub() still route
+        model_info, list_repo_tree, hf_hub_download and snapshot_download to the hub, and restore?"""
+        code = f"""
+import json, os
+import huggingface_hub
+from huggingface_hub import constants, hf_hub_download, list_repo_tree, model_info, snapshot_download
+from vllm_course import hub
+before = constants.ENDPOINT
+with hub.use_hub({tiny_hub.url!r}):
+    sha = model_info("org/tiny").sha
+    tree = sorted(e.path for e in list_repo_tree("org/tiny", recursive=True))
+    one = hf_hub_download("org/tiny", "config.json")
+    snap = snapshot_download("org/tiny")
+    inside = os.environ["HF_ENDPOINT"]
+print(json.dumps({{"before": before, "after": constants.ENDPOINT, "env": os.environ.get("HF_ENDPOINT"),
+                  "inside": inside, "sha": sha, "tree": tree, "snap": snap}}))
+"""
+        out = run_py(code, client_env(tmp_path / "hf", None))
+        assert out["before"] == out["after"] == "https://huggingface.co"
+        assert out["env"] is None and out["inside"] == tiny_hub.url
+        assert out["snap"].endswith(out["sha"])
+        assert "extra/notes.txt" in out["tree"]
+        assert tiny_hub.stats().full_downloads == 3
+
+
+class TestInterruptedDownloads:
+    """huggingface_hub 2.4 resumes a cut transfer *within one call* (it retries with a Range header
+    from the last full 10 MiB chunk it wrote), but a process that dies mid-file leaves only an
+    orphan `<etag>.<random>.incomplete`: the next process downloads the whole file again."""
+
+    def test_does_a_transfer_cut_mid_file_resume_with_a_range_request(self, hub_root, course_home, tmp_path):
+        """When the hub cuts the first transfer after 12 MiB, does the same call resume with
+        `Range: bytes=10485760-` (its first 10 MiB chunk kept), and is the blob's sha256 right?"""
+        make_tiny_repo(hub_root, weight_floats=4_000_000)  # 16 MB of weights
+        with hub.start(root=hub_root, port=0, cut_after_bytes=12 << 20) as h:
+            code = "import json; from huggingface_hub import hf_hub_download; print(json.dumps({'p': hf_hub_download('org/tiny', 'model.safetensors')}))"
+            path = Path(run_py(code, client_env(tmp_path / "hf", h.url))["p"])
+            stats = h.stats()
+        assert sha256_of(path) == sha256_of(hub_root / TINY / "model.safetensors")
+        weights = stats.file(TINY, "model.safetensors")
+        assert (weights.full_downloads, weights.ranged_reads) == (1, 1)
+        assert [r.range for r in stats.recent if r.kind == "range"] == [f"bytes={10 << 20}-"]
+        assert weights.bytes_sent == (12 << 20) + (hub_root / TINY / "model.safetensors").stat().st_size - (10 << 20)
+
+    def test_does_a_killed_download_restart_and_leave_a_prunable_orphan(self, hub_root, course_home, tmp_path):
+        """If the downloading process is killed mid-file, does the next process download the whole
+        file again (no resume across processes in 2.4), end with the right blob, and does
+        `hf cache prune` remove the orphan .incomplete file?"""
+        make_tiny_repo(hub_root, weight_floats=1_000_000)  # 4 MB, sent at 2 MB/s
+        with hub.start(root=hub_root, port=0, throttle_bps=2_000_000) as h:
+            env = client_env(tmp_path / "hf", h.url)
+            code = "from huggingface_hub import hf_hub_download; hf_hub_download('org/tiny', 'model.safetensors')"
+            first = subprocess.Popen([sys.executable, "-c", code], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            blobs = tmp_path / "hf" / "hub" / "models--org--tiny" / "blobs"
+            deadline = time.monotonic() + 30
+            while not (blobs.is_dir() and list(blobs.glob("*.incomplete"))) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            first.kill()
+            first.wait()
+            orphans = list(blobs.glob("*.incomplete"))
+            assert orphans, "the first download never started"
+            while not h.stats().file(TINY, "model.safetensors").full_downloads and time.monotonic() < deadline:
+                time.sleep(0.05)  # the hub logs the cut transfer once it notices the client is gone
+            assert h.reset_stats().file(TINY, "model.safetensors").full_downloads == 1
+            out = run_py("import json; from huggingface_hub import hf_hub_download; "
+                         "print(json.dumps({'p': hf_hub_download('org/tiny', 'model.safetensors')}))", env)
+            weights = h.stats().file(TINY, "model.safetensors")
+        assert sha256_of(Path(out["p"])) == sha256_of(hub_root / TINY / "model.safetensors")
+        assert (weights.full_downloads, weights.ranged_reads) == (1, 0)
+        assert all(p.exists() for p in orphans)
+        prune = subprocess.run([HF_CLI, "cache", "prune", "--yes"], env=env, capture_output=True, text=True, timeout=60)
+        assert prune.returncode == 0, prune.stderr
+        assert not list(blobs.glob("*.incomplete"))
+        assert Path(out["p"]).is_file()
+
+
+class TestConcurrentDownloads:
+    def test_do_two_processes_at_once_leave_one_consistent_cache(self, hub_root, course_home, tmp_path):
+        """Two snapshot_downloads of the same repo into one cache at the same time: do both succeed,
+        with one revision, one blob per file, no leftovers, and every blob's sha256 right?"""
+        make_tiny_repo(hub_root, weight_floats=500_000)
+        with hub.start(root=hub_root, port=0, throttle_bps=4_000_000) as h:
+            env = client_env(tmp_path / "hf", h.url)
+            procs = [subprocess.Popen([sys.executable, "-c", SNAPSHOT], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+            results = [p.communicate(timeout=120) for p in procs]
+            stats = h.stats()
+        assert [p.returncode for p in procs] == [0, 0], [r[1][-2000:] for r in results]
+        cached = run_py(VERIFY_CACHE, env)
+        assert cached["files"] == _expected_hashes(hub_root)
+        assert len(cached["revisions"]) == 1 and cached["warnings"] == []
+        assert len(cached["blobs"]) == 3 and not any(b.endswith(".incomplete") for b in cached["blobs"])
+        assert stats.weight_downloads() == 1, "the file lock should make the second process wait, not re-download"
