@@ -112,6 +112,45 @@ class HubStats:
             recent=recent,
         )
 
+    def since(self, earlier: HubStats) -> HubStats:
+        """Given an earlier snapshot of the same hub, return what happened in between.
+
+        Lessons take a snapshot before a load and subtract it afterwards, so requests other
+        notebooks made before do not count (restrict to one repo with `.for_repo()`).
+
+        Raises:
+            HubError: a counter went down: the hub was restarted or reset in between.
+
+        Example:
+            >>> before = h.stats()                                            # doctest: +SKIP
+            >>> llm = LLM(model="course/SmolLM2-135M-Instruct")               # doctest: +SKIP
+            >>> h.stats().since(before).for_repo("course/SmolLM2-135M-Instruct").weight_downloads()  # doctest: +SKIP
+            1
+        """
+        counters = ("full_downloads", "ranged_reads", "heads", "bytes_sent", "upstream_fetches")
+        files = []
+        for now_file in self.files:
+            old = earlier.file(now_file.repo_id, now_file.path)
+            diff = {name: getattr(now_file, name) - getattr(old, name) for name in counters}
+            if any(diff.values()):
+                files.append(FileStats(now_file.repo_id, now_file.path, **diff))
+        metadata = {repo: n - earlier.metadata.get(repo, 0) for repo, n in self.metadata.items()}
+        last = earlier.recent[-1].time if earlier.recent else float("-inf")
+        delta = HubStats(
+            requests=self.requests - earlier.requests,
+            errors=self.errors - earlier.errors,
+            metadata={repo: n for repo, n in metadata.items() if n},
+            files=tuple(files),
+            recent=tuple(r for r in self.recent if r.time > last),
+        )
+        went_down = [f for f in files if min(getattr(f, name) for name in counters) < 0]
+        if delta.requests < 0 or went_down or any(n < 0 for n in metadata.values()):
+            from ..errors import HubError
+
+            raise HubError("the hub's counters went down between the two snapshots (it was restarted or "
+                           "reset in between): take the earlier snapshot again.")
+        return delta
+
     def weight_downloads(self) -> int:
         """Full downloads of weight files (.safetensors, .bin, .pt, .pth, .gguf)."""
         suffixes = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
