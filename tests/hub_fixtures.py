@@ -27,6 +27,12 @@ from vllm_course import hub
 TINY = "org/tiny"
 SECRET = b"TOP-SECRET-5f1c9e outside the hub root"
 HF_CLI = str(Path(sys.executable).with_name("hf"))
+# A client script: snapshot_download org/tiny and print {"path": <snapshot folder>}.
+SNAPSHOT_CODE = """
+import json
+from huggingface_hub import snapshot_download
+print(json.dumps({"path": snapshot_download("org/tiny")}))
+"""
 
 
 def make_tiny_repo(root: Path, repo_id: str = TINY, weight_floats: int = 16_384, seed: int = 0) -> Path:

@@ -11,16 +11,10 @@ from pathlib import Path
 import pytest
 
 from hub_fixtures import (  # noqa: F401
-    HF_CLI, TINY, client_env, hf_env, hub_root, make_tiny_repo, run_py, sha256_of, tiny_hub,
+    HF_CLI, SNAPSHOT_CODE, TINY, client_env, hf_env, hub_root, make_tiny_repo, run_py, sha256_of, tiny_hub,
 )
 from vllm_course import hub
 
-SNAPSHOT = """
-import json
-from huggingface_hub import snapshot_download
-path = snapshot_download("org/tiny")
-print(json.dumps({"path": path}))
-"""
 
 VERIFY_CACHE = """
 import hashlib, json, os
@@ -30,8 +24,7 @@ repo = next(r for r in info.repos if r.repo_id == "org/tiny")
 files = {}
 for rev in repo.revisions:
     for f in rev.files:
-        files[f.file_name if "/" not in str(f.file_path.relative_to(rev.snapshot_path)) else
-              str(f.file_path.relative_to(rev.snapshot_path))] = hashlib.sha256(f.blob_path.read_bytes()).hexdigest()
+        files[f.file_path.relative_to(rev.snapshot_path).as_posix()] = hashlib.sha256(f.blob_path.read_bytes()).hexdigest()
 blobs = os.listdir(repo.repo_path / "blobs")
 print(json.dumps({"revisions": [r.commit_hash for r in repo.revisions], "files": files, "blobs": blobs,
                   "warnings": [str(w) for w in info.warnings]}))
@@ -47,19 +40,19 @@ def _expected_hashes(root: Path) -> dict[str, str]:
 class TestSnapshotDownload:
     def test_does_snapshot_download_fetch_every_visible_file_intact(self, tiny_hub, hf_env, hub_root):
         """Does snapshot_download get each visible file once, byte-identical, under the hub's sha?"""
-        path = Path(run_py(SNAPSHOT, hf_env)["path"])
-        sha = tiny_hub.stats()  # counters before the cache check
+        path = Path(run_py(SNAPSHOT_CODE, hf_env)["path"])
+        stats = tiny_hub.stats()
         cached = run_py(VERIFY_CACHE, hf_env)
         assert cached["files"] == _expected_hashes(hub_root)
         assert not (path / ".hidden").exists()
         assert cached["revisions"] == [path.name] and cached["warnings"] == []
-        assert sha.full_downloads == 3 and sha.weight_downloads() == 1
+        assert stats.full_downloads == 3 and stats.weight_downloads() == 1
 
     def test_does_a_second_download_fetch_nothing(self, tiny_hub, hf_env):
         """After one snapshot_download, does a second one (new process, same cache) download no file?"""
-        run_py(SNAPSHOT, hf_env)
+        run_py(SNAPSHOT_CODE, hf_env)
         tiny_hub.reset_stats()
-        run_py(SNAPSHOT, hf_env)
+        run_py(SNAPSHOT_CODE, hf_env)
         stats = tiny_hub.stats()
         assert (stats.full_downloads, stats.bytes_sent) == (0, 0)
         assert stats.metadata_requests >= 1
@@ -214,7 +207,7 @@ class TestConcurrentDownloads:
         make_tiny_repo(hub_root, weight_floats=500_000)
         with hub.start(root=hub_root, port=0, throttle_bps=4_000_000) as h:
             env = client_env(tmp_path / "hf", h.url)
-            procs = [subprocess.Popen([sys.executable, "-c", SNAPSHOT], env=env,
+            procs = [subprocess.Popen([sys.executable, "-c", SNAPSHOT_CODE], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
             results = [p.communicate(timeout=120) for p in procs]
             stats = h.stats()

@@ -64,6 +64,9 @@ class Mirror:
         self.log = log
         self.timeout = timeout
         self._checked: dict[str, float] = {}
+        # proxies from the environment are for the outside world, never for a hub on this machine
+        host = httpx.URL(self.upstream).host if self.upstream else ""
+        self._trust_env = host not in ("127.0.0.1", "localhost", "::1")
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # -- metadata ------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class Mirror:
             except UpstreamError:
                 if manifest is None:
                     raise
+                self._checked[repo_id] = time.monotonic()  # serve the cache; ask again after REFRESH_SECONDS
         if manifest is None:
             raise RepoNotFound(f"no repo {repo_id!r} under {self.store.root} or upstream")
         check_revision(repo_id, revision, manifest["sha"])
@@ -103,7 +107,8 @@ class Mirror:
 
     def _fetch_manifest(self, repo_id: str, revision: str) -> dict[str, Any]:
         """Ask the upstream for a repo's sha and recursive file listing; cache them under the root."""
-        with httpx.Client(base_url=self.upstream or "", timeout=self.timeout) as client:
+        with httpx.Client(base_url=self.upstream or "", timeout=self.timeout, follow_redirects=True,
+                          trust_env=self._trust_env) as client:
             info = _get_json(client, f"/api/models/{repo_id}/revision/{quote(revision, safe='')}")
             sha = info["sha"]
             entries: list[dict[str, Any]] = []
@@ -160,7 +165,9 @@ class Mirror:
         url = f"{self.upstream}/{view.repo_id}/resolve/{view.sha}/{quote(entry.path)}"
         fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True) as r:
+            with os.fdopen(fd, "wb") as out, httpx.stream(
+                "GET", url, timeout=self.timeout, follow_redirects=True, trust_env=self._trust_env
+            ) as r:
                 _raise_for_upstream(r, view.repo_id)
                 for chunk in r.iter_bytes(1024 * 1024):
                     out.write(chunk)
