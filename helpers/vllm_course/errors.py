@@ -45,3 +45,11 @@ class CacheSafetyError(CourseError, PermissionError):
 
 class EnvCheckError(CourseError, ValueError):
     """The environment check was asked for something it does not know (profile, check name)."""
+
+
+class CacheTargetError(CourseError, ValueError):
+    """A cache helper was given something that names nothing in the cache (repo, revision, policy value)."""
+
+
+class InsufficientDiskSpaceError(CourseError, OSError):
+    """A download would not fit in the free space of the cache's disk."""
