@@ -53,3 +53,7 @@ class CacheTargetError(CourseError, ValueError):
 
 class InsufficientDiskSpaceError(CourseError, OSError):
     """A download would not fit in the free space of the cache's disk."""
+
+
+class GradingCheckError(CourseError, AssertionError):
+    """An exercise's independent check failed (nbgrader counts the test cell as failed)."""
