@@ -1,0 +1,383 @@
+"""Measure what a loaded vLLM engine costs and delivers: weights memory, process memory, tokens/s.
+
+The lesson keeps the real `LLM(...)` call in view and hands the engine to this module::
+
+    from vllm import LLM
+    from vllm_course import bench
+    from vllm_course.engine import load_report, machine_kwargs, release
+
+    with load_report() as report:
+        llm = LLM(model="course/SmolLM2-135M-Instruct", **machine_kwargs())
+    result = bench.measure(llm, report, label="bf16")
+    release(llm)
+    print(result)
+
+Throughput is measured after warm-up runs, repeated, and reported as a median with its min and
+max: on a shared machine one run proves nothing. Every request generates exactly `max_tokens`
+tokens (greedy, `ignore_eos=True`), so runs of different models do the same amount of work.
+Compare models by ratios measured in one run (`compare`), never against figures from another day.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import engine, formats
+
+# Eight short prompts of different kinds; a batch of K takes the first K (cycling if K > 8).
+DEFAULT_PROMPTS: tuple[str, ...] = (
+    "The capital of France is",
+    "Write a short poem about the sea.",
+    "Explain what a hash table is in one paragraph.",
+    "List three uses of a screwdriver:",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village,",
+    "The three primary colours are",
+    "Translate 'good morning' into Spanish and German.",
+)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Generated tokens per second of identical runs, measured after warm-up.
+
+    Attributes:
+        prompts: requests per run (1 = a single prompt, K = a batch vLLM schedules together).
+        max_tokens: tokens generated per request.
+        tokens: tokens generated in each measured run.
+        seconds: wall time of each measured run.
+        warmup: runs done first and not counted.
+    """
+
+    prompts: int
+    max_tokens: int
+    tokens: tuple[int, ...]
+    seconds: tuple[float, ...]
+    warmup: int
+
+    @property
+    def rates(self) -> tuple[float, ...]:
+        """Tokens per second of each measured run."""
+        return tuple(t / s for t, s in zip(self.tokens, self.seconds))
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def low(self) -> float:
+        return min(self.rates)
+
+    @property
+    def high(self) -> float:
+        return max(self.rates)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: 0.1 means the runs differed by 10 %."""
+        return (self.high - self.low) / self.median
+
+    def __str__(self) -> str:
+        return (f"{self.prompts} x {self.max_tokens} tokens: {self.median:.1f} tok/s median "
+                f"(min {self.low:.1f}, max {self.high:.1f}, {len(self.rates)} runs)")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model, loaded once: its memory and its speed on this machine.
+
+    Attributes:
+        label: short name for tables and charts ("bf16", "GPTQ").
+        model: model id or folder.
+        device: "cpu" or "cuda".
+        quantization: quant_method from config.json (None: not quantized).
+        load_seconds: wall time of the `LLM(...)` call.
+        checkpoint_gib: "Checkpoint size" from vLLM's log (2 decimals; CPU and GPU).
+        weights_gib: vLLM's weights figure (`LoadReport.weights_gib`: GPU memory taken by the
+            weights, or on CPU the checkpoint size). vLLM logs some lines once per process, so
+            a second load of the same files may leave it None.
+        file_bytes: bytes of the weight files vLLM read (what "Checkpoint size" rounds; None:
+            the folder is unknown).
+        rss_before_bytes: this process's RSS before the load.
+        rss_bytes: this process's RSS after the load (CPU: weights, KV cache, runtime).
+        gpu_bytes: torch.cuda.memory_allocated() after the load (None on CPU).
+        batch: throughput of a batch of prompts.
+        single: throughput of one prompt (None: not measured).
+    """
+
+    label: str
+    model: str
+    device: str
+    quantization: str | None
+    load_seconds: float
+    checkpoint_gib: float | None
+    weights_gib: float | None
+    file_bytes: int | None
+    rss_before_bytes: int | None
+    rss_bytes: int | None
+    gpu_bytes: int | None
+    batch: Throughput
+    single: Throughput | None = None
+
+    @property
+    def weights_bytes(self) -> int | None:
+        """Weights memory by vLLM's own account, in bytes.
+
+        GPU: "Model loading took X GiB memory" (what the weights took on the device). CPU: the
+        checkpoint vLLM read, exact from the files (vLLM logs it rounded as "Checkpoint size");
+        vLLM's CPU backend repacks linear weights for oneDNN or its 4-bit kernel, about as big.
+        """
+        if self.device == "cuda" and self.weights_gib is not None:
+            return int(self.weights_gib * 2**30)
+        if self.file_bytes is not None:
+            return self.file_bytes
+        return None if self.checkpoint_gib is None else int(self.checkpoint_gib * 2**30)
+
+    @property
+    def weights_mb(self) -> float | None:
+        """`weights_bytes` in MB (10**6 bytes)."""
+        return None if self.weights_bytes is None else self.weights_bytes / 1e6
+
+    @property
+    def rss_gib(self) -> float | None:
+        return None if self.rss_bytes is None else self.rss_bytes / 2**30
+
+    def __str__(self) -> str:
+        lines = [f"{self.label}: {self.model} on {self.device}"
+                 + (f" (quantization {self.quantization})" if self.quantization else "")]
+        if self.weights_mb is not None:
+            lines.append(f"  weights {self.weights_mb:.1f} MB")
+        if self.rss_bytes is not None:
+            lines.append(f"  process RSS {self.rss_bytes / 2**30:.2f} GiB")
+        if self.gpu_bytes is not None:
+            lines.append(f"  GPU memory {self.gpu_bytes / 2**30:.2f} GiB")
+        lines.append(f"  load {self.load_seconds:.1f} s")
+        lines.append(f"  batch  {self.batch}")
+        if self.single is not None:
+            lines.append(f"  single {self.single}")
+        return "\n".join(lines)
+
+
+# name -> (how to read it from a BenchResult, unit, format)
+METRICS: dict[str, tuple[Callable[[BenchResult], float | None], str, str]] = {
+    "weights": (lambda r: r.weights_mb, "MB", "{:.1f}"),
+    "process RSS": (lambda r: r.rss_gib, "GiB", "{:.2f}"),
+    "batch tok/s": (lambda r: r.batch.median, "tok/s", "{:.1f}"),
+    "single tok/s": (lambda r: r.single.median if r.single else None, "tok/s", "{:.1f}"),
+    "load": (lambda r: r.load_seconds, "s", "{:.1f}"),
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several `BenchResult`s measured in one run; the first is the baseline of every ratio."""
+
+    results: tuple[BenchResult, ...]
+
+    @property
+    def baseline(self) -> BenchResult:
+        return self.results[0]
+
+    def value(self, result: BenchResult, metric: str) -> float | None:
+        """The raw figure of `metric` (a key of METRICS) for one result."""
+        return METRICS[metric][0](result)
+
+    def ratio(self, result: BenchResult, metric: str) -> float | None:
+        """`metric` of `result` divided by the baseline's (None when either is missing)."""
+        mine, base = self.value(result, metric), self.value(self.baseline, metric)
+        return None if mine is None or not base else mine / base
+
+    def ratios(self) -> dict[str, dict[str, float | None]]:
+        """{label: {metric: ratio to the baseline}} for every result but the baseline."""
+        return {r.label: {m: self.ratio(r, m) for m in METRICS} for r in self.results[1:]}
+
+    def rows(self) -> list[list[str]]:
+        """Table cells: a header row, then one row per metric ("value (ratio x)")."""
+        rows = [["metric"] + [r.label for r in self.results]]
+        for metric, (_, unit, fmt) in METRICS.items():
+            row = [f"{metric} ({unit})"]
+            for r in self.results:
+                value, ratio = self.value(r, metric), self.ratio(r, metric)
+                cell = "-" if value is None else fmt.format(value)
+                if r is not self.baseline and ratio is not None:
+                    cell += f" ({ratio:.2f}x)"
+                row.append(cell)
+            rows.append(row)
+        return rows
+
+    def table(self) -> str:
+        """A plain-text table with ratios to the baseline in brackets."""
+        rows = self.rows()
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                                   enumerate(zip(row, widths))) for row in rows)
+
+    def _repr_html_(self) -> str:
+        rows = self.rows()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def throughput(llm: Any, *, prompts: int = 8, max_tokens: int = 64, repeats: int = 3, warmup: int = 1,
+               texts: Sequence[str] = DEFAULT_PROMPTS) -> Throughput:
+    """Time `llm.generate` on `prompts` requests of `max_tokens` tokens each.
+
+    Args:
+        llm: a loaded `vllm.LLM`.
+        prompts: requests per run (1 for a single prompt).
+        max_tokens: tokens generated per request (greedy, end-of-text ignored, so always this many).
+        repeats: measured runs (the median is reported).
+        warmup: runs done first and not measured (the first run pays one-off costs).
+        texts: prompts to cycle through.
+
+    Returns:
+        A `Throughput` with the tokens and seconds of each measured run.
+
+    Raises:
+        ValueError: prompts, max_tokens or repeats below 1, or warmup below 0.
+
+    Example:
+        >>> print(throughput(llm, prompts=8, max_tokens=64))      # doctest: +SKIP
+        8 x 64 tokens: 190.3 tok/s median (min 185.2, max 193.0, 3 runs)
+    """
+    if min(prompts, max_tokens, repeats) < 1 or warmup < 0:
+        raise ValueError(f"prompts={prompts}, max_tokens={max_tokens}, repeats={repeats} must be >= 1 "
+                         f"and warmup={warmup} >= 0.")
+    from vllm import SamplingParams
+
+    batch = [texts[i % len(texts)] for i in range(prompts)]
+    params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
+    for _ in range(warmup):
+        llm.generate(batch, params, use_tqdm=False)
+    tokens, seconds = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        outputs = llm.generate(batch, params, use_tqdm=False)
+        seconds.append(time.perf_counter() - start)
+        tokens.append(sum(len(c.token_ids) for out in outputs for c in out.outputs))
+    return Throughput(prompts, max_tokens, tuple(tokens), tuple(seconds), warmup)
+
+
+def measure(llm: Any, report: Any, *, label: str | None = None, prompts: int = 8, max_tokens: int = 64,
+            repeats: int = 3, warmup: int = 1, single: bool = True,
+            rss_before_bytes: int | None = None) -> BenchResult:
+    """Measure a loaded engine: memory now, then batch and single-prompt throughput.
+
+    Args:
+        llm: the engine, as `LLM(...)` returned it.
+        report: the `load_report()` of that `LLM(...)` call (a LoadReport or the box it yields).
+        label: short name for tables (default: the last part of the model id).
+        prompts, max_tokens, repeats, warmup: see `throughput`.
+        single: also measure one prompt at a time (the latency a chat user feels).
+        rss_before_bytes: RSS before the load, when the caller measured it.
+
+    Returns:
+        A `BenchResult`.
+    """
+    report = getattr(report, "report", None) or report
+    folder = engine._local_folder(report.model, None)
+    found = formats.inspect_folder(folder) if folder is not None else None
+    files = sum((found.path / n).stat().st_size for n in found.picks("auto")) if found else None
+    batch = throughput(llm, prompts=prompts, max_tokens=max_tokens, repeats=repeats, warmup=warmup)
+    one = throughput(llm, prompts=1, max_tokens=max_tokens, repeats=repeats, warmup=warmup) if single else None
+    return BenchResult(
+        label=label or Path(report.model).name,
+        model=report.model,
+        device=report.device,
+        quantization=found.quantization if found else report.quantization,
+        load_seconds=report.seconds,
+        checkpoint_gib=report.checkpoint_gib,
+        weights_gib=report.weights_gib,
+        file_bytes=files,
+        rss_before_bytes=rss_before_bytes,
+        rss_bytes=report.rss_bytes,
+        gpu_bytes=report.gpu_bytes,
+        batch=batch,
+        single=one,
+    )
+
+
+def bench_model(model: str, label: str | None = None, *, prompts: int = 8, max_tokens: int = 64,
+                repeats: int = 3, warmup: int = 1, single: bool = True, **llm_kwargs: Any) -> BenchResult:
+    """Load `model` with `LLM(model=..., **machine_kwargs(**llm_kwargs))`, measure it, release it.
+
+    Example:
+        >>> print(bench_model(str(models.require(config.GPTQ_MODEL)), "GPTQ").batch)  # doctest: +SKIP
+        8 x 64 tokens: 124.0 tok/s median (min 120.4, max 126.1, 3 runs)
+    """
+    from vllm import LLM
+
+    before = engine.rss_bytes()
+    with engine.load_report(model) as report:
+        llm = LLM(model=model, **engine.machine_kwargs(**llm_kwargs))
+    try:
+        return measure(llm, report, label=label, prompts=prompts, max_tokens=max_tokens, repeats=repeats,
+                       warmup=warmup, single=single, rss_before_bytes=before)
+    finally:
+        engine.release(llm)
+
+
+def compare(models: dict[str, str], **options: Any) -> Comparison:
+    """Benchmark several models one after another in this process; the first is the baseline.
+
+    Args:
+        models: {label: model id or folder}, e.g. {"bf16": base, "GPTQ": gptq}.
+        **options: passed to `bench_model` (prompts, max_tokens, repeats, ...).
+
+    Returns:
+        A `Comparison`: print it for a table, `plot(comparison)` for a chart.
+    """
+    return Comparison(tuple(bench_model(model, label, **options) for label, model in models.items()))
+
+
+def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
+    """Side-by-side bars for weights, process memory and tokens/s, with ratios to the baseline.
+
+    Args:
+        comparison: what `compare` returned (or `Comparison((bf16_result, gptq_result))`).
+        path: also save the chart there as PNG.
+
+    Returns:
+        The matplotlib Figure (a notebook shows it as an image).
+    """
+    import matplotlib.pyplot as plt
+
+    panels = [("weights", "weights (MB)"), ("process RSS", "process RSS (GiB)"),
+              (("batch tok/s", "single tok/s"), "generated tokens/s")]
+    labels = [r.label for r in comparison.results]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    for ax, (metrics, title) in zip(axes, panels):
+        group = (metrics,) if isinstance(metrics, str) else metrics
+        width = 0.8 / len(group)
+        for j, metric in enumerate(group):
+            xs = [i + (j - (len(group) - 1) / 2) * width for i in range(len(labels))]
+            values = [comparison.value(r, metric) or 0.0 for r in comparison.results]
+            bars = ax.bar(xs, values, width * 0.95, label=metric if len(group) > 1 else None)
+            for bar, r in zip(bars, comparison.results):
+                ratio = comparison.ratio(r, metric)
+                text = METRICS[metric][2].format(bar.get_height())
+                if r is not comparison.baseline and ratio is not None:
+                    text += f"\n{ratio:.2f}x"
+                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_title(title, fontsize=10)
+        ax.margins(y=0.25)
+        if len(group) > 1:
+            ax.legend(fontsize=8, loc="lower right")
+    device = comparison.baseline.device
+    fig.suptitle(f"Measured on {device}; ratios are to {comparison.baseline.label}", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
