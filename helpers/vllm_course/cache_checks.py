@@ -55,6 +55,9 @@ class SpaceCheck:
     def fits(self) -> bool:
         return self.needed_bytes + self.keep_free_bytes <= self.free_bytes
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # noqa: ANN001 - IPython's printer
+        printer.text(str(self))
+
     def __str__(self) -> str:
         keep = f" + {format_bytes(self.keep_free_bytes)} kept free" if self.keep_free_bytes else ""
         return (f"{self.repo_id}@{self.revision[:8]}: {self.nb_files} file(s), {format_bytes(self.total_bytes)}, "
@@ -157,6 +160,9 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.mismatches
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # noqa: ANN001 - IPython's printer
+        printer.text(str(self))
 
     def __str__(self) -> str:
         head = (f"{self.repo_id}@{self.revision[:8]} ({self.source}): {self.checked} file(s) checked, "

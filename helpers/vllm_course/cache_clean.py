@@ -37,6 +37,9 @@ class DeleteResult:
     freed_bytes: int
     remaining_bytes: int
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # noqa: ANN001 - IPython's printer
+        printer.text(str(self))
+
     def __str__(self) -> str:
         return (f"Deleted {len(self.plan.revisions)} revision(s): freed {format_bytes(self.freed_bytes)} "
                 f"(planned {format_bytes(self.plan.expected_freed_size)}); "
@@ -69,6 +72,9 @@ class DeletePlan:
     def whole_repos(self) -> tuple[Path, ...]:
         """Repo folders deleted entirely (every cached revision of them is in the plan)."""
         return tuple(sorted(self.strategy.repos)) if self.strategy else ()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # noqa: ANN001 - IPython's printer
+        printer.text(str(self))
 
     def __str__(self) -> str:
         if not self.revisions:
@@ -131,11 +137,22 @@ def plan_delete(*targets: str | os.PathLike[str], cache_dir: str | os.PathLike[s
     if not targets:
         raise CacheTargetError("plan_delete() needs at least one repo id, revision hash or cache folder.")
     found = scan(cache_dir)
+    rows = find_revisions(found, *targets)
+    return plan_for(rows, reason="asked for " + ", ".join(_label(t) for t in targets), scan_result=found)
+
+
+def find_revisions(found: CacheScan, *targets: str | os.PathLike[str] | RevisionRow) -> tuple[RevisionRow, ...]:
+    """Given a scan and targets (the forms `plan_delete` accepts, or rows), return the rows they name.
+
+    Raises:
+        CacheSafetyError: a target path outside the cache.
+        CacheTargetError: a target that names nothing in the scan.
+    """
     rows: dict[str, RevisionRow] = {}
     for target in targets:
-        for row in _resolve(found, target):
+        for row in [target] if isinstance(target, RevisionRow) else _resolve(found, target):
             rows[row.target] = row
-    return plan_for(rows.values(), reason="asked for " + ", ".join(_label(t) for t in targets), scan_result=found)
+    return tuple(rows.values())
 
 
 def plan_keep_latest(n: int = 1, *, keep_refs: bool = True, repo_id: str | None = None,

@@ -155,6 +155,9 @@ class CacheScan:
     def __str__(self) -> str:
         return self.table()
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # noqa: ANN001 - IPython's printer
+        printer.text(self.table())
+
     def _repr_html_(self) -> str:
         header, rows = self._rows("revision")
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)

@@ -55,5 +55,9 @@ class InsufficientDiskSpaceError(CourseError, OSError):
     """A download would not fit in the free space of the cache's disk."""
 
 
+class PlotInputError(CourseError, ValueError):
+    """A chart was given labels and values that do not match, or nothing to draw."""
+
+
 class GradingCheckError(CourseError, AssertionError):
     """An exercise's independent check failed (nbgrader counts the test cell as failed)."""
