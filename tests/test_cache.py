@@ -222,6 +222,17 @@ class TestSafety:
             cache.plan_delete(folder / "evil", cache_dir=folder)  # the link itself is inside, but names no repo
         assert secret.read_bytes() == SECRET
 
+    def test_library_strategy_alone_deletes_the_outside_file(self, two_revisions: tuple[Path, str, str],
+                                                              secret: Path) -> None:
+        """Why the checks exist: does huggingface_hub's own strategy os.remove() a symlink's outside target?
+
+        If a future huggingface_hub stops doing this, this test fails: update lesson 03's safety section.
+        """
+        folder, old, _ = two_revisions
+        (folder / "models--org--model" / "snapshots" / old / "notes.txt").symlink_to(secret)
+        scan_cache_dir(folder).delete_revisions(old).execute()
+        assert not secret.exists()
+
     @pytest.mark.parametrize("how", ["revision", "whole repo", "detached policy", "idle policy"])
     def test_snapshot_link_to_outside_file_survives(self, two_revisions: tuple[Path, str, str], secret: Path,
                                                     how: str) -> None:

@@ -104,6 +104,7 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
                            online[config.GPTQ_MODEL], online[config.AWQ_MODEL])
     _apply(wanted, drop=("HF_HUB_CACHE",) if profile == "offline" else ())
     os.environ["VLLM_COURSE_PROFILE"] = profile
+    _put_python_bin_on_path()
     from . import engine
 
     engine.prepare_environment()
@@ -143,6 +144,14 @@ def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
             from .hub import use_hub
 
             use_hub(wanted["HF_ENDPOINT"])  # huggingface_hub's copies of the endpoint can be patched
+
+
+def _put_python_bin_on_path() -> None:
+    """Let `!hf ...` cells find the `hf` CLI installed next to this kernel's Python (.venv/bin)."""
+    bin_dir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if bin_dir not in parts:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *[p for p in parts if p]])
 
 
 def _safe_name(name: str) -> str:
