@@ -20,6 +20,7 @@ Compare models by ratios measured in one run (`compare`), never against figures 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import statistics
 import time
@@ -147,6 +148,18 @@ class BenchResult:
     @property
     def rss_gib(self) -> float | None:
         return None if self.rss_bytes is None else self.rss_bytes / 2**30
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields (to pass a result between processes or save it)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """Rebuild a result from `to_dict()` output."""
+        runs = {k: Throughput(**{**data[k], "tokens": tuple(data[k]["tokens"]),
+                                 "seconds": tuple(data[k]["seconds"])}) if data.get(k) else None
+                for k in ("batch", "single")}
+        return cls(**{**data, **runs})
 
     def __str__(self) -> str:
         lines = [f"{self.label}: {self.model} on {self.device}"
@@ -374,7 +387,7 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
         ax.set_title(title, fontsize=10)
         ax.margins(y=0.25)
         if len(group) > 1:
-            ax.legend(fontsize=8, loc="lower right")
+            ax.legend(fontsize=8, loc="upper right")
     device = comparison.baseline.device
     fig.suptitle(f"Measured on {device}; ratios are to {comparison.baseline.label}", fontsize=10)
     fig.tight_layout()

@@ -1,0 +1,98 @@
+"""bf16 vs GPTQ 4-bit (vs AWQ 4-bit when built): weights, process memory, tokens/s, side by side.
+
+Run: .venv/bin/python benchmarks/bench_quantized.py [--rounds 2] [--prompts 8] [--max-tokens 64]
+                                                       [--repeats 3] [--png chart.png]
+
+Each model is measured in a fresh Python process (so process RSS is not inherited from the model
+before), after a warm-up run, with `--repeats` measured runs per workload: a batch of `--prompts`
+prompts, and a single prompt, each generating `--max-tokens` tokens. With `--rounds 2` or more the
+order alternates (bf16, GPTQ, AWQ, then AWQ, GPTQ, bf16 ...) so a machine that gets busier during
+the run does not favour one model; the last table gives the median of each ratio over the rounds.
+
+This machine is shared and noisy: read the ratios of one run, not absolute figures, and re-run
+before quoting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+from vllm_course import bench, config, models
+
+_CHILD = r"""
+import json, sys
+from vllm_course import bench
+if __name__ == "__main__":
+    options = json.loads(sys.argv[3])
+    result = bench.bench_model(sys.argv[1], sys.argv[2], **options)
+    print("RESULT " + json.dumps(result.to_dict()))
+"""
+
+
+def _measure(label: str, model: str, options: dict) -> bench.BenchResult:
+    out = subprocess.run([sys.executable, "-c", _CHILD, model, label, json.dumps(options)],
+                         capture_output=True, text=True, timeout=1800)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return bench.BenchResult.from_dict(json.loads(line[7:]))
+    raise RuntimeError(f"benchmark of {label} ({model}) failed:\n{out.stderr[-3000:]}")
+
+
+def _variants() -> dict[str, str]:
+    found = {}
+    for label, repo_id in (("bf16", config.BASE_MODEL), ("GPTQ", config.GPTQ_MODEL), ("AWQ", config.AWQ_MODEL)):
+        try:
+            found[label] = str(models.require(repo_id))
+        except FileNotFoundError:
+            print(f"({label}: {repo_id} is not built; skipped)")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--png", help="save the chart of the last round here")
+    args = parser.parse_args()
+    options = {"prompts": args.prompts, "max_tokens": args.max_tokens, "repeats": args.repeats, "warmup": 1}
+
+    variants = _variants()
+    labels = list(variants)
+    print(f"workload: batch {args.prompts} x {args.max_tokens} tokens and 1 x {args.max_tokens}, "
+          f"1 warm-up + {args.repeats} runs each, a fresh process per model\n")
+    ratios: dict[str, dict[str, list[float]]] = {}
+    comparison = None
+    for round_no in range(args.rounds):
+        order = labels if round_no % 2 == 0 else labels[::-1]
+        measured = {label: _measure(label, variants[label], options) for label in order}
+        comparison = bench.Comparison(tuple(measured[label] for label in labels))
+        print(f"round {round_no + 1} (order {', '.join(order)}; ratios to bf16)")
+        print(comparison.table())
+        for r in comparison.results:
+            print(f"  {r.label:5s} batch runs {_runs(r.batch)}   single runs {_runs(r.single)}")
+        print()
+        for label, per_metric in comparison.ratios().items():
+            for metric, value in per_metric.items():
+                if value is not None:
+                    ratios.setdefault(label, {}).setdefault(metric, []).append(value)
+    if args.rounds > 1:
+        print(f"median ratio to bf16 over {args.rounds} rounds")
+        for label, per_metric in ratios.items():
+            print(f"  {label:5s} " + "  ".join(f"{m} {statistics.median(v):.2f}x" for m, v in per_metric.items()))
+    if args.png and comparison is not None:
+        bench.plot(comparison, args.png)
+        print(f"chart: {args.png}")
+
+
+def _runs(t: bench.Throughput | None) -> str:
+    return "-" if t is None else ", ".join(f"{rate:.1f}" for rate in t.rates) + " tok/s"
+
+
+if __name__ == "__main__":
+    main()
