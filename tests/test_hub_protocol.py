@@ -6,18 +6,46 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from hub_fixtures import TINY, hub_root, make_tiny_repo, sha256_of, tiny_hub  # noqa: F401
+from hub_fixtures import TINY, make_tiny_repo, sha256_of
 from vllm_course import hub
 from vllm_course.hub.repos import RepoStore, git_blob_oid, is_lfs, lfs_pointer
 
 
 def _git_hash_object(data: bytes) -> str:
     return subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True).stdout.decode().strip()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hub.HubHandle, Path]]:
+    """One hub for this module (its tests only read), over org/tiny, other/model and a gated repo
+    whose `.gated` file lists the one token allowed to download."""
+    base = tmp_path_factory.mktemp("protocol")
+    root = base / "root"
+    make_tiny_repo(root)
+    make_tiny_repo(root, "other/model")
+    (make_tiny_repo(root, "org/gated") / ".gated").write_text("# tokens allowed to download\nhf_course_token\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_COURSE_HOME", str(base / "course-home"))
+        with hub.start(root=root, port=0) as handle:
+            yield handle, root
+
+
+@pytest.fixture()
+def tiny_hub(served) -> hub.HubHandle:
+    """The module's hub, with its request counters reset for this test."""
+    served[0].reset_stats()
+    return served[0]
+
+
+@pytest.fixture()
+def hub_root(served) -> Path:
+    return served[1]
 
 
 @pytest.fixture()
@@ -59,11 +87,11 @@ class TestModelInfo:
         assert weights["lfs"]["sha256"] == sha256_of(hub_root / TINY / "model.safetensors")
         assert weights["size"] == (hub_root / TINY / "model.safetensors").stat().st_size
 
-    def test_does_the_model_list_filter_by_author(self, client, hub_root):
-        """Does /api/models?author=org list org/tiny and not repos of other orgs?"""
-        make_tiny_repo(hub_root, "other/model")
-        ids = [m["id"] for m in client.get("/api/models", params={"author": "org"}).json()]
-        assert ids == [TINY]
+    def test_does_the_model_list_filter_by_author(self, client):
+        """Does /api/models?author=other list other/model only, and the full list every repo?"""
+        ids = [m["id"] for m in client.get("/api/models", params={"author": "other"}).json()]
+        assert ids == ["other/model"]
+        assert [m["id"] for m in client.get("/api/models").json()] == ["org/gated", TINY, "other/model"]
 
 
 class TestCommitSha:
@@ -181,14 +209,9 @@ class TestResolve:
 
 
 class TestGated:
-    @pytest.fixture()
-    def gated(self, hub_root: Path) -> str:
-        folder = make_tiny_repo(hub_root, "org/gated")
-        (folder / ".gated").write_text("# tokens allowed to download\nhf_course_token\n", encoding="utf-8")
-        return "org/gated"
-
-    def test_does_a_gated_repo_refuse_files_without_the_token(self, client, gated):
+    def test_does_a_gated_repo_refuse_files_without_the_token(self, client):
         """Is info readable (gated='manual') while files give 401/403 GatedRepo, and 200 with the token?"""
+        gated = "org/gated"
         assert client.get(f"/api/models/{gated}").json()["gated"] == "manual"
         url = f"/{gated}/resolve/main/config.json"
         no_token = client.get(url)

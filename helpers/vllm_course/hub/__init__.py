@@ -14,7 +14,9 @@ It serves the course model repos from a folder (`vllm_course.config.repos_dir()`
 CLI: `python -m vllm_course hub serve|start|stop|status`.
 """
 
-from .control import EndpointActivation, HubHandle, check_endpoint, is_running, start, state_dir, status, stop, use_hub
+from .control import (
+    EndpointActivation, HubHandle, check_endpoint, is_running, start, state_dir, stats, status, stop, use_hub,
+)
 from .log import FileStats, HubStats, RequestRecord
 from .repos import RepoStore
 from .server import HubConfig, serve
@@ -32,6 +34,7 @@ __all__ = [
     "serve",
     "start",
     "state_dir",
+    "stats",
     "status",
     "stop",
     "use_hub",

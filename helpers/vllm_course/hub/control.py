@@ -142,11 +142,11 @@ class HubHandle:
         Raises:
             HubUnreachableError: the hub does not answer.
         """
-        return HubStats.from_dict(_get_json(f"{self.url}/_course/stats"))
+        return stats(self.url)
 
     def reset_stats(self) -> HubStats:
         """Reset the request counters; return them as they were just before."""
-        return HubStats.from_dict(_get_json(f"{self.url}/_course/stats?reset=1"))
+        return stats(self.url, reset=True)
 
     def activate(self) -> EndpointActivation:
         """Point this process's Hugging Face clients at the hub (see `use_hub`); `.restore()` undoes it."""
@@ -160,6 +160,8 @@ class HubHandle:
             self._activations.pop().restore()
         _terminate(self.pid, self.url, timeout)
         _remove_state(self.port, self.pid)
+        if self.owned and self.log_file is not None and self.log_file.name.startswith("auto-"):
+            self.log_file.unlink(missing_ok=True)  # a free-port hub's log has no later use
 
     def __enter__(self) -> HubHandle:
         return self
@@ -240,10 +242,23 @@ def status() -> list[dict[str, Any]]:
     return out
 
 
+def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats:
+    """Return the request counters of a running hub (default: the course hub on `VLLM_COURSE_HUB_PORT`).
+
+    Args:
+        url_or_port: the hub's URL, or a port on 127.0.0.1.
+        reset: zero the counters after reading them.
+
+    Raises:
+        HubUnreachableError: no hub answers there.
+    """
+    url = _url(config.HUB_PORT if url_or_port is None else url_or_port)
+    return HubStats.from_dict(_get_json(f"{url}/_course/stats" + ("?reset=1" if reset else "")))
+
+
 def is_running(url_or_port: str | int) -> bool:
     """Whether a course hub answers at this URL (or on this port of 127.0.0.1), within a second."""
-    url = f"http://127.0.0.1:{url_or_port}" if isinstance(url_or_port, int) else str(url_or_port)
-    return _health(url, timeout=1.0) is not None
+    return _health(_url(url_or_port), timeout=1.0) is not None
 
 
 def check_endpoint(url: str | None = None, timeout: float = 2.0) -> None:
@@ -427,6 +442,10 @@ def _remove_state(port: int, pid: int | None) -> None:
     state = _read_state(port)
     if state is not None and (pid is None or state.get("pid") == pid):
         (state_dir() / f"{port}.json").unlink(missing_ok=True)
+
+
+def _url(url_or_port: str | int) -> str:
+    return f"http://127.0.0.1:{url_or_port}" if isinstance(url_or_port, int) else str(url_or_port).rstrip("/")
 
 
 def _opt_path(value: str | None) -> Path | None:

@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 RECENT_LIMIT = 500
 
 
@@ -238,3 +240,40 @@ class RequestLog:
 def now() -> float:
     """Wall-clock time for records (seconds since the epoch)."""
     return time.time()
+
+
+class LoggedApp:
+    """ASGI wrapper that counts each answered request (status, bytes really sent) in the log.
+
+    Handlers describe the request in `scope["hub_log"]` (kind, repo_id, file, range); requests to
+    `/_course/...` are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, log: RequestLog) -> None:
+        self.app, self.log = app, log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_course/"):
+            await self.app(scope, receive, send)
+            return
+        seen = {"status": 0, "bytes": 0}
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            info = scope.get("hub_log", {})
+            kind = info.get("kind", "metadata")
+            if seen["status"] >= 400:
+                kind = "error"
+            self.log.add(RequestRecord(
+                time=now(), method=scope["method"], path=scope["path"], status=seen["status"], kind=kind,
+                repo_id=info.get("repo_id"), file=info.get("file"), range=info.get("range"),
+                bytes_sent=seen["bytes"] if kind in ("download", "range") else 0,
+            ))

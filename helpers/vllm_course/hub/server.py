@@ -34,9 +34,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from .log import RequestLog, RequestRecord, now
+from .log import LoggedApp, RequestLog
 from .mirror import GatedUpstream, Mirror, UpstreamError
 from .repos import Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, split_repo_path
 
@@ -79,14 +79,14 @@ class HubApp:
         self.mirror = Mirror(self.store, config.upstream, self.log)
         self._cut_done: set[tuple[str, str]] = set()
 
-    def asgi(self) -> _LoggedApp:
+    def asgi(self) -> LoggedApp:
         """Return the ASGI application (routing plus the request log)."""
         routes = [
             Route("/_course/health", self.health),
             Route("/_course/stats", self.stats),
             Route("/{path:path}", self.dispatch),
         ]
-        return _LoggedApp(Starlette(routes=routes), self.log)
+        return LoggedApp(Starlette(routes=routes), self.log)
 
     # -- course endpoints ----------------------------------------------------------------------
 
@@ -209,14 +209,14 @@ class HubApp:
         info: dict[str, Any] = {"kind": "head" if head else "download", "repo_id": repo_id, "file": path}
         request.scope["hub_log"] = info
         view = await self.mirror.view(repo_id, revision)
-        try:
-            entry = view.entry("/".join(split_repo_path(path)))
-        except EntryNotFound as exc:
-            return _error(404, "EntryNotFound", str(exc), {"X-Repo-Commit": view.sha})
         gate = _gate_status(view, request.headers.get("authorization", ""))
         if gate:
             return _error(gate, "GatedRepo", f"{repo_id} is gated: pass a token listed in its .gated file",
                           {"X-Repo-Commit": view.sha})
+        try:
+            entry = view.entry("/".join(split_repo_path(path)))
+        except EntryNotFound as exc:
+            return _error(404, "EntryNotFound", str(exc), {"X-Repo-Commit": view.sha})
         headers = _file_headers(view, entry)
         if head:
             return Response(status_code=200, headers=headers)
@@ -270,39 +270,6 @@ class _FileSlice(Response):
                 await send({"type": "http.response.body", "body": data, "more_body": left > 0})
                 if self.throttle_bps:
                     await anyio.sleep(len(data) / self.throttle_bps)
-
-
-class _LoggedApp:
-    """ASGI wrapper that counts each answered request (status, bytes really sent) in the log."""
-
-    def __init__(self, app: Starlette, log: RequestLog) -> None:
-        self.app, self.log = app, log
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_course/"):
-            await self.app(scope, receive, send)
-            return
-        seen = {"status": 0, "bytes": 0}
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                seen["bytes"] += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            info = scope.get("hub_log", {})
-            kind = info.get("kind", "metadata")
-            if seen["status"] >= 400:
-                kind = "error"
-            self.log.add(RequestRecord(
-                time=now(), method=scope["method"], path=scope["path"], status=seen["status"], kind=kind,
-                repo_id=info.get("repo_id"), file=info.get("file"), range=info.get("range"),
-                bytes_sent=seen["bytes"] if kind in ("download", "range") else 0,
-            ))
 
 
 # -- helpers: parsing and building answers ---------------------------------------------------
