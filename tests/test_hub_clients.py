@@ -3,6 +3,7 @@ fresh interpreter with its own HF_HOME (no mocks)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from hub_fixtures import (  # noqa: F401
     HF_CLI, SNAPSHOT_CODE, TINY, client_env, hf_env, hub_root, make_tiny_repo, run_py, sha256_of, tiny_hub,
 )
 from vllm_course import hub
+from vllm_course.errors import HubError
 
 
 VERIFY_CACHE = """
@@ -217,3 +219,59 @@ class TestConcurrentDownloads:
         assert len(cached["revisions"]) == 1 and cached["warnings"] == []
         assert len(cached["blobs"]) == 3 and not any(b.endswith(".incomplete") for b in cached["blobs"])
         assert stats.weight_downloads() == 1, "the file lock should make the second process wait, not re-download"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TestStartStop:
+    def test_does_the_cli_start_reuse_report_and_stop_a_background_hub(self, hub_root, course_home):
+        """Does `hub start` leave a hub running with a state file, a second `start` (CLI or Python)
+        reuse it, `hub status` report it, and `hub stop` end it?"""
+        port = str(_free_port())
+        cli = lambda *args: subprocess.run([sys.executable, "-m", "vllm_course", "hub", *args], capture_output=True,
+                                           text=True, timeout=60)
+        started = cli("start", "--root", str(hub_root), "--port", port)
+        try:
+            assert started.returncode == 0, started.stderr
+            assert f"http://127.0.0.1:{port}" in started.stdout
+            state = course_home / "hub" / f"{port}.json"
+            assert state.is_file()
+            assert "already running" in cli("start", "--root", str(hub_root), "--port", port).stdout
+            reused = hub.start(root=hub_root, port=int(port))
+            assert reused.owned is False and reused.pid == json.loads(state.read_text())["pid"]
+            with pytest.raises(HubError, match="already runs on port"):
+                hub.start(root=hub_root.parent, port=int(port))
+            status = cli("status")
+            assert status.returncode == 0 and "running" in status.stdout
+        finally:
+            stopped = cli("stop", "--port", port)
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        assert not hub.is_running(int(port)) and not state.exists()
+        assert cli("status").returncode == 1
+
+    def test_does_the_cli_refuse_a_missing_root_naming_it(self, tmp_path, course_home):
+        """Does `hub start --root <missing>` exit 1 with an error that names the folder?"""
+        done = subprocess.run([sys.executable, "-m", "vllm_course", "hub", "start", "--root", str(tmp_path / "nope"),
+                               "--port", str(_free_port())], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert str(tmp_path / "nope") in done.stderr
+
+    def test_does_check_endpoint_fail_fast_on_a_stopped_hub(self, monkeypatch):
+        """With HF_ENDPOINT at a local port where nothing listens, does check_endpoint raise
+        HubUnreachableError in well under the ~100 s huggingface_hub would spend retrying?"""
+        from vllm_course.errors import HubUnreachableError
+
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        start = time.monotonic()
+        with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE=1"):
+            hub.check_endpoint()
+        assert time.monotonic() - start < 5
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        hub.check_endpoint()  # offline: nothing to check
