@@ -22,20 +22,18 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import tempfile
 import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
 from . import models
 from .errors import GradingCheckError
-from .hub import HubStats
+from .hub import HubHandle, HubStats
 from .hub import start as start_hub
 
-T = TypeVar("T")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _CHUNK = 8 * 1024 * 1024
 
@@ -210,15 +208,13 @@ def endpoint_answers(url: str, timeout: float = 2.0) -> bool:
     return True
 
 
-def requests_during(action: Callable[[], T]) -> tuple[T, HubStats]:
-    """Run `action` with HF_ENDPOINT pointing at a fresh private hub; return its result and that hub's log.
+def sentinel_hub() -> HubHandle:
+    """Start a private hub that serves no model and logs every request (port chosen by the OS).
 
-    A "sentinel": the hub answers every request, so a client that was supposed to stay offline
-    but asks anyway shows up in the log (instead of failing on a closed port).
+    Point a client that must stay offline at it: any request it sends shows up in `stats()`
+    (and fails fast with a 404, instead of ~2 minutes of retries against a closed port).
     """
-    with start_hub(port=0) as sentinel, sentinel.activate():
-        result = action()
-        return result, sentinel.stats()
+    return start_hub(root=tempfile.mkdtemp(prefix="sentinel-hub-"), port=0)
 
 
 # ---------------------------------------------------------------- the offline exercise
