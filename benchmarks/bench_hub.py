@@ -94,7 +94,8 @@ def _metadata_rate(url: str, repo_id: str, filename: str, requests: int) -> dict
     rates = {}
     with httpx.Client(base_url=url, trust_env=False) as client:
         for label, call in (("GET /api/models/{repo}", lambda: client.get(f"/api/models/{repo_id}")),
-                            ("GET /api/models/{repo}/tree/main", lambda: client.get(f"/api/models/{repo_id}/tree/main")),
+                            ("GET /api/models/{repo}/tree/main",
+                             lambda: client.get(f"/api/models/{repo_id}/tree/main")),
                             ("HEAD /{repo}/resolve/main/{file}",
                              lambda: client.head(f"/{repo_id}/resolve/main/{filename}"))):
             call().raise_for_status()

@@ -66,6 +66,13 @@ def run_py(code: str, env: dict[str, str], timeout: float = 120, check: bool = T
     return json.loads(lines[-1]) if lines else {"returncode": done.returncode, "stderr": done.stderr}
 
 
+def download_file(env: dict[str, str], filename: str, repo_id: str = TINY) -> Path:
+    """hf_hub_download one file in a fresh interpreter with `env`; return its path in the cache."""
+    code = (f"import json; from huggingface_hub import hf_hub_download\n"
+            f"print(json.dumps({{'path': hf_hub_download({repo_id!r}, {filename!r})}}))")
+    return Path(run_py(code, env)["path"])
+
+
 def client_env(hf_home: Path, endpoint: str | None) -> dict[str, str]:
     """Environment for a client subprocess: its own HF_HOME/HF_HUB_CACHE, pointed at `endpoint`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}

@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hub_fixtures import (  # noqa: F401
-    HF_CLI, SNAPSHOT_CODE, TINY, client_env, hf_env, hub_root, make_tiny_repo, run_py, sha256_of, tiny_hub,
+    HF_CLI, SNAPSHOT_CODE, TINY, client_env, download_file, hf_env, hub_root, make_tiny_repo, run_py, sha256_of,
+    tiny_hub,
 )
 from vllm_course import hub
 from vllm_course.errors import HubError
@@ -26,7 +28,8 @@ repo = next(r for r in info.repos if r.repo_id == "org/tiny")
 files = {}
 for rev in repo.revisions:
     for f in rev.files:
-        files[f.file_path.relative_to(rev.snapshot_path).as_posix()] = hashlib.sha256(f.blob_path.read_bytes()).hexdigest()
+        name = f.file_path.relative_to(rev.snapshot_path).as_posix()
+        files[name] = hashlib.sha256(f.blob_path.read_bytes()).hexdigest()
 blobs = os.listdir(repo.repo_path / "blobs")
 print(json.dumps({"revisions": [r.commit_hash for r in repo.revisions], "files": files, "blobs": blobs,
                   "warnings": [str(w) for w in info.warnings]}))
@@ -61,11 +64,10 @@ class TestSnapshotDownload:
 
     def test_does_hf_hub_download_place_the_file_in_the_snapshot(self, tiny_hub, hf_env, hub_root):
         """Does hf_hub_download return snapshots/<sha>/extra/notes.txt with the right bytes?"""
-        code = ("import json; from huggingface_hub import hf_hub_download, model_info\n"
-                "p = hf_hub_download('org/tiny', 'extra/notes.txt'); print(json.dumps({'p': p, 'sha': model_info('org/tiny').sha}))")
-        out = run_py(code, hf_env)
-        assert out["p"].endswith(f"snapshots/{out['sha']}/extra/notes.txt")
-        assert Path(out["p"]).read_bytes() == (hub_root / TINY / "extra" / "notes.txt").read_bytes()
+        path = download_file(hf_env, "extra/notes.txt")
+        sha = httpx.get(f"{tiny_hub.url}/api/models/{TINY}", trust_env=False).json()["sha"]
+        assert path.parts[-4:] == ("snapshots", sha, "extra", "notes.txt")
+        assert path.read_bytes() == (hub_root / TINY / "extra" / "notes.txt").read_bytes()
 
 
 class TestErrors:
@@ -159,8 +161,7 @@ class TestInterruptedDownloads:
         `Range: bytes=10485760-` (its first 10 MiB chunk kept), and is the blob's sha256 right?"""
         make_tiny_repo(hub_root, weight_floats=4_000_000)  # 16 MB of weights
         with hub.start(root=hub_root, port=0, cut_after_bytes=12 << 20) as h:
-            code = "import json; from huggingface_hub import hf_hub_download; print(json.dumps({'p': hf_hub_download('org/tiny', 'model.safetensors')}))"
-            path = Path(run_py(code, client_env(tmp_path / "hf", h.url))["p"])
+            path = download_file(client_env(tmp_path / "hf", h.url), "model.safetensors")
             stats = h.stats()
         assert sha256_of(path) == sha256_of(hub_root / TINY / "model.safetensors")
         weights = stats.file(TINY, "model.safetensors")
@@ -190,16 +191,15 @@ class TestInterruptedDownloads:
             while not h.stats().file(TINY, "model.safetensors").full_downloads and time.monotonic() < deadline:
                 time.sleep(0.05)  # the hub logs the cut transfer once it notices the client is gone
             assert h.reset_stats().file(TINY, "model.safetensors").full_downloads == 1
-            out = run_py("import json; from huggingface_hub import hf_hub_download; "
-                         "print(json.dumps({'p': hf_hub_download('org/tiny', 'model.safetensors')}))", env)
+            path = download_file(env, "model.safetensors")
             weights = h.stats().file(TINY, "model.safetensors")
-        assert sha256_of(Path(out["p"])) == sha256_of(hub_root / TINY / "model.safetensors")
+        assert sha256_of(path) == sha256_of(hub_root / TINY / "model.safetensors")
         assert (weights.full_downloads, weights.ranged_reads) == (1, 0)
         assert all(p.exists() for p in orphans)
         prune = subprocess.run([HF_CLI, "cache", "prune", "--yes"], env=env, capture_output=True, text=True, timeout=60)
         assert prune.returncode == 0, prune.stderr
         assert not list(blobs.glob("*.incomplete"))
-        assert Path(out["p"]).is_file()
+        assert path.is_file()
 
 
 class TestConcurrentDownloads:

@@ -33,7 +33,8 @@ def _download(tmp_path: Path, name: str, endpoint: str) -> Path:
 
 
 class TestPullThrough:
-    def test_does_the_first_download_fetch_each_file_from_upstream_once(self, upstream, mirror_root, hub_root, tmp_path):
+    def test_does_the_first_download_fetch_each_file_from_upstream_once(self, upstream, mirror_root, hub_root,
+                                                                         tmp_path):
         """Through the mirror, does a snapshot arrive intact, with the upstream's sha, each file fetched
         from upstream exactly once and stored under the mirror's root?"""
         with hub.start(root=mirror_root, port=0, upstream=upstream.url) as mirror:

@@ -18,7 +18,8 @@ from vllm_course.hub.repos import RepoStore, git_blob_oid, is_lfs, lfs_pointer
 
 
 def _git_hash_object(data: bytes) -> str:
-    return subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True).stdout.decode().strip()
+    done = subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True)
+    return done.stdout.decode().strip()
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,8 @@ class TestModelInfo:
         info = client.get(f"/api/models/{TINY}").json()
         assert info["id"] == TINY
         assert re.fullmatch(r"[0-9a-f]{40}", info["sha"])
-        assert sorted(s["rfilename"] for s in info["siblings"]) == ["config.json", "extra/notes.txt", "model.safetensors"]
+        siblings = sorted(s["rfilename"] for s in info["siblings"])
+        assert siblings == ["config.json", "extra/notes.txt", "model.safetensors"]
         assert info["gated"] is False
         assert info["config"]["model_type"] == "llama"
 
