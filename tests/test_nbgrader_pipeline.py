@@ -1,0 +1,404 @@
+"""The nbgrader pipeline end to end: the real CLI, real kernels, real vLLM, in a copy of the course.
+
+What an instructor does (docs/instructor-guide.md) is run in a temporary copy of the course root
+(nbgrader_config.py, solutions/, notebooks/): `generate_assignment`, `db student add`,
+submissions in grading/submitted/<student>/<exercise>/, `autograde`, `export`, `generate_feedback`.
+Every exercise folder under solutions/ is covered; each is graded with one `autograde` call for
+all of its students. Submissions, named by state:
+
+    solution      the instructor's notebook                       -> full marks on every graded cell
+    release       the released notebook, unchanged                -> zero
+    part1         the release with Part 1's answers filled in     -> exactly Part 1's points
+    <fixture>     tests/nbgrader_fixtures/<exercise>/submitted-<state>.ipynb, per-cell scores in
+                  expected.json next to it (ex1: values hard-coded from an earlier run)
+    endless-loop  (first exercise only, its own call with a 30 s per-cell limit) part1 with an
+                  endless loop in the last answer cell -> that cell times out, the rest still runs
+
+Conventions this relies on (the exercises follow them): headings `## Part X (N points)` with N the
+sum of that part's graded cells; Part 1's graded cells depend only on Part 1's answers.
+
+The kernels get a private VLLM_COURSE_HOME whose `repos` links to the built course models, so
+grading here never touches the shared hub, caches or scratch folders.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vllm_course import config, models
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).with_name("nbgrader_fixtures")
+BIN = Path(sys.executable).parent  # nbgrader shells out to `alembic`: the venv's bin must be on PATH
+PART_RE = re.compile(r"^##\s+Part\s+(\w+)\s+\((\d+)\s+points?\)", re.MULTILINE)
+HIDDEN_RE = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+SOLUTION_RE = re.compile(r"(?P<indent>[ \t]*)### BEGIN SOLUTION\n.*?### END SOLUTION", re.DOTALL)
+LOOP_TIMEOUT_S = 30
+VOLATILE_CELL_KEYS = {"execution", "collapsed", "scrolled", "trusted"}
+EXERCISES = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+# ---------------------------------------------------------------- notebooks, read and built
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def grade_cells(nb) -> dict[str, int]:
+    """grade_id -> points of every auto-graded cell."""
+    return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c).get("points", 0) for c in nb.cells if nbgrader_meta(c).get("grade")}
+
+
+def parts(nb) -> list[tuple[str, int, list[str]]]:
+    """(part name, points in its heading, grade_ids of its graded cells) in notebook order."""
+    found: list[tuple[str, int, list[str]]] = []
+    for cell in nb.cells:
+        match = PART_RE.search(cell.source) if cell.cell_type == "markdown" else None
+        if match:
+            found.append((match.group(1), int(match.group(2)), []))
+        elif found and nbgrader_meta(cell).get("grade"):
+            found[-1][2].append(nbgrader_meta(cell)["grade_id"])
+    return found
+
+
+def strip_markers(source: str) -> str:
+    """A solution cell as a learner who solved it would submit it: the code, without nbgrader's markers."""
+    return re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n?", "", source)
+
+
+def part1_submission(solution, release):
+    """The release with the answer cells of Part 1 (those above Part 2's heading) solved."""
+    solved, headings = {}, 0
+    for cell in solution.cells:
+        headings += cell.cell_type == "markdown" and bool(PART_RE.search(cell.source))
+        if headings > 1:
+            break
+        if nbgrader_meta(cell).get("solution"):
+            solved[nbgrader_meta(cell)["grade_id"]] = strip_markers(cell.source)
+    nb = nbformat.from_dict(json.loads(json.dumps(release)))
+    for cell in nb.cells:
+        if nbgrader_meta(cell).get("solution") and nbgrader_meta(cell)["grade_id"] in solved:
+            cell.source = solved[nbgrader_meta(cell)["grade_id"]]
+    return nb
+
+
+def endless_loop_submission(solution, release):
+    """Part 1 solved, and the last answer cell replaced by an endless loop."""
+    nb = part1_submission(solution, release)
+    last = [c for c in nb.cells if nbgrader_meta(c).get("solution")][-1]
+    last.source = "while True:  # never ends: the autograder must time this cell out\n    pass"
+    return nb
+
+
+def solution_as_submitted(solution):
+    """The instructor's notebook as a learner would hand it in: code without the markers, no outputs."""
+    nb = nbformat.from_dict(json.loads(json.dumps(solution)))
+    for cell in nb.cells:
+        if nbgrader_meta(cell).get("solution"):
+            cell.source = strip_markers(cell.source)
+    return nb
+
+
+def comparable(nb) -> list[tuple]:
+    """The parts of a notebook that must not change: cell types, ids, sources, non-volatile metadata."""
+    cells = [(c.cell_type, c.get("id"), c.source, {k: v for k, v in c.metadata.items() if k not in VOLATILE_CELL_KEYS})
+             for c in nb.cells]
+    return [("kernelspec", nb.metadata.get("kernelspec"))] + cells
+
+
+def html_text(path: Path) -> str:
+    """The visible text of an HTML file (tags removed, entities decoded: highlighted code reads as code)."""
+    raw = path.read_text(encoding="utf-8")
+    raw = re.sub(r"<(script|style)\b.*?</\1>", " ", raw, flags=re.DOTALL | re.IGNORECASE)
+    return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+def hidden_lines(nb) -> list[str]:
+    """Distinctive lines of the hidden tests (long enough not to appear by chance)."""
+    lines = []
+    for cell in nb.cells:
+        for block in HIDDEN_RE.findall(cell.source):
+            lines += [line.strip() for line in block.splitlines() if len(line.strip()) >= 16]
+    return lines
+
+
+# ---------------------------------------------------------------- the course copy and the CLI
+
+
+@dataclass(frozen=True)
+class Course:
+    """A temporary copy of the course root, graded with the real nbgrader CLI."""
+
+    root: Path
+    env: dict[str, str]
+
+    def nbgrader(self, *args: str, timeout: float = 1500) -> str:
+        done = subprocess.run([str(BIN / "nbgrader"), *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"nbgrader {' '.join(args)} failed ({done.returncode}):\n{output[-4000:]}"
+        return output
+
+    def submit(self, student: str, exercise: str, nb) -> None:
+        folder = self.root / "grading" / "submitted" / student / exercise
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(folder / notebook_name(exercise)))
+
+    def autograded(self, student: str, exercise: str):
+        return nbformat.read(str(self.root / "grading" / "autograded" / student / exercise / notebook_name(exercise)), 4)
+
+    def feedback(self, student: str, exercise: str) -> Path:
+        return self.root / "grading" / "feedback" / student / exercise / notebook_name(exercise).replace(".ipynb", ".html")
+
+    def scores(self, student: str, exercise: str) -> dict[str, float]:
+        """grade_id -> auto score from the gradebook."""
+        from nbgrader.api import Gradebook
+
+        notebook = notebook_name(exercise).removesuffix(".ipynb")
+        with Gradebook(f"sqlite:///{self.root / 'grading' / 'gradebook.db'}") as gb:
+            submitted = gb.find_submission_notebook(notebook, exercise, student)
+            return {g.name: g.auto_score for g in submitted.grades}
+
+
+def notebook_name(exercise: str) -> str:
+    names = sorted(p.name for p in (ROOT / "solutions" / exercise).glob("*.ipynb"))
+    assert len(names) == 1, f"solutions/{exercise} should hold exactly one notebook, found {names}"
+    return names[0]
+
+
+def solution_nb(exercise: str):
+    return nbformat.read(str(ROOT / "solutions" / exercise / notebook_name(exercise)), 4)
+
+
+def release_nb(exercise: str):
+    return nbformat.read(str(ROOT / "notebooks" / exercise / notebook_name(exercise)), 4)
+
+
+def fixtures(exercise: str) -> dict[str, tuple[Path, dict[str, float]]]:
+    """state -> (submitted notebook, expected score per grade_id) from tests/nbgrader_fixtures/<exercise>/."""
+    folder = FIXTURES / exercise
+    if not folder.is_dir():
+        return {}
+    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    out = {}
+    for path in sorted(folder.glob("submitted-*.ipynb")):
+        state = path.stem.removeprefix("submitted-")
+        out[state] = (path, {k: v for k, v in expected[state].items() if not k.startswith("_")})
+    return out
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory):
+    """A graded copy of the course: every exercise generated, submitted, autograded, exported, fed back."""
+    models.require(config.BASE_MODEL)
+    base = tmp_path_factory.mktemp("nbgrader-course")
+    root, home = base / "course", base / "course-home"
+    root.mkdir()
+    home.mkdir()
+    (home / "repos").symlink_to(config.repos_dir().resolve(), target_is_directory=True)
+    shutil.copy2(ROOT / "nbgrader_config.py", root)
+    shutil.copytree(ROOT / "solutions", root / "solutions")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VLLM_COURSE"))}
+    env.update(VLLM_COURSE_HOME=str(home), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    graded = Course(root, env)
+    timings: dict[str, float] = {}
+
+    for exercise in EXERCISES:
+        graded.nbgrader("generate_assignment", exercise, "--force")
+    students = ["solution", "release", "part1"] + sorted({s for e in EXERCISES for s in fixtures(e)})
+    for student in students + ["endless-loop"]:
+        graded.nbgrader("db", "student", "add", student, f"--last-name={student}", "--first-name=Test")
+    for exercise in EXERCISES:
+        solution, release = solution_nb(exercise), release_nb(exercise)
+        graded.submit("solution", exercise, solution_as_submitted(solution))
+        graded.submit("release", exercise, release)
+        graded.submit("part1", exercise, part1_submission(solution, release))
+        for state, (path, _) in fixtures(exercise).items():
+            graded.submit(state, exercise, nbformat.read(str(path), 4))
+        start = time.perf_counter()
+        graded.nbgrader("autograde", exercise)
+        timings[exercise] = time.perf_counter() - start
+    first = EXERCISES[0]
+    graded.submit("endless-loop", first, endless_loop_submission(solution_nb(first), release_nb(first)))
+    start = time.perf_counter()
+    graded.nbgrader("autograde", first, "--student=endless-loop", f"--Execute.timeout={LOOP_TIMEOUT_S}")
+    timings["endless-loop"] = time.perf_counter() - start
+    for exercise in EXERCISES:
+        graded.nbgrader("generate_feedback", exercise)
+    graded.nbgrader("export", "--to=grades.csv")
+    print("autograde seconds:", {k: round(v) for k, v in timings.items()})
+    yield graded
+    shutil.rmtree(base, ignore_errors=True)  # scratch caches hold copies of the model
+
+
+# ---------------------------------------------------------------- the sources (no kernel)
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+class TestSources:
+    def test_do_part_headings_state_the_points_of_their_graded_cells(self, exercise):
+        """Does each `## Part X (N points)` heading give the sum of its graded cells, and the title the total?"""
+        nb = solution_nb(exercise)
+        found = parts(nb)
+        assert found, "no `## Part X (N points)` heading"
+        points = grade_cells(nb)
+        for name, heading_points, ids in found:
+            assert ids, f"Part {name} has no graded cell"
+            assert heading_points == sum(points[i] for i in ids), f"Part {name}: heading says {heading_points}"
+        title = re.search(r"^# .*\((\d+) points\)", nb.cells[0].source, re.MULTILINE)
+        assert title and int(title.group(1)) == sum(points.values())
+
+    def test_does_every_graded_cell_start_with_a_question_docstring(self, exercise):
+        """Does each graded cell say what it checks, as a question, before any code?"""
+        for cell in solution_nb(exercise).cells:
+            if nbgrader_meta(cell).get("grade"):
+                first = cell.source.splitlines()[0]
+                assert first.startswith('"""') and first.rstrip().endswith('?"""'), first
+
+    def test_are_markers_only_in_the_cells_nbgrader_treats_them(self, exercise):
+        """Are solution markers only in answer cells, hidden tests only in graded cells, and the kernel python3?"""
+        nb = solution_nb(exercise)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        for cell in nb.cells:
+            meta = nbgrader_meta(cell)
+            if "BEGIN SOLUTION" in cell.source:
+                assert meta.get("solution"), f"solution markers in a non-answer cell {cell.get('id')}"
+            if "BEGIN HIDDEN TESTS" in cell.source:
+                assert meta.get("grade") and meta.get("locked"), f"hidden tests in a non-graded cell {cell.get('id')}"
+            if meta.get("solution"):
+                assert SOLUTION_RE.search(cell.source), f"answer cell {meta['grade_id']} has no solution region"
+
+    def test_do_the_fixtures_match_the_release(self, exercise):
+        """Does every fixture notebook have the release's graded cells, and name expected scores for them all?"""
+        release_ids = grade_cells(release_nb(exercise))
+        for state, (path, expected) in fixtures(exercise).items():
+            nb = nbformat.read(str(path), 4)
+            assert grade_cells(nb) == release_ids, f"{path.name} is stale: regenerate it from the release"
+            assert set(expected) == set(release_ids), f"expected.json[{state!r}] must score every graded cell"
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+class TestGenerateAssignment:
+    def test_does_generate_assignment_reproduce_the_committed_release(self, course, exercise):
+        """Does `nbgrader generate_assignment` write exactly the committed notebooks/<exercise>/?"""
+        generated_dir = course.root / "notebooks" / exercise
+        committed_dir = ROOT / "notebooks" / exercise
+        assert sorted(p.name for p in generated_dir.iterdir()) == sorted(p.name for p in committed_dir.iterdir())
+        generated = nbformat.read(str(generated_dir / notebook_name(exercise)), 4)
+        assert comparable(generated) == comparable(release_nb(exercise)), (
+            f"notebooks/{exercise} is stale: run `nbgrader generate_assignment {exercise} --force` and commit it")
+
+    def test_does_the_release_hide_solutions_and_hidden_tests(self, course, exercise):
+        """Is the release free of solution code and hidden tests, with a stub in every answer cell?"""
+        text = json.dumps(release_nb(exercise).cells)
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+        for line in hidden_lines(solution_nb(exercise)):
+            assert line not in text, line
+        for cell in release_nb(exercise).cells:
+            if nbgrader_meta(cell).get("solution"):
+                assert "raise NotImplementedError()" in cell.source
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+class TestAutograde:
+    def test_does_the_solution_get_full_marks_on_every_graded_cell(self, course, exercise):
+        """Does the instructor's solution, submitted as a learner would, score every point of every cell?"""
+        expected = {k: float(v) for k, v in grade_cells(solution_nb(exercise)).items()}
+        assert course.scores("solution", exercise) == expected, _errors(course.autograded("solution", exercise))
+
+    def test_does_the_unmodified_release_score_zero(self, course, exercise):
+        """Does the release, handed in untouched, score zero on every cell?"""
+        scores = course.scores("release", exercise)
+        assert scores and set(scores.values()) == {0.0}, scores
+
+    def test_does_solving_part_one_score_exactly_its_points(self, course, exercise):
+        """With only Part 1 answered, are exactly Part 1's graded cells scored, in full?"""
+        name, points, ids = parts(solution_nb(exercise))[0]
+        full = grade_cells(solution_nb(exercise))
+        expected = {gid: float(full[gid]) if gid in ids else 0.0 for gid in full}
+        scores = course.scores("part1", exercise)
+        assert scores == expected, _errors(course.autograded("part1", exercise))
+        assert sum(scores.values()) == points
+
+    def test_do_fixture_submissions_score_as_expected(self, course, exercise):
+        """Does each fixture submission (e.g. values hard-coded from an earlier run) score what expected.json says?"""
+        for state, (_, expected) in fixtures(exercise).items():
+            got = course.scores(state, exercise)
+            assert got == {k: float(v) for k, v in expected.items()}, (state, _errors(course.autograded(state, exercise)))
+
+
+class TestTimeout:
+    def test_does_an_endless_loop_time_out_and_the_rest_still_run(self, course):
+        """Is the looping cell stopped with a timeout error, Part 1 still scored, and every later cell run?"""
+        exercise = EXERCISES[0]
+        nb = course.autograded("endless-loop", exercise)
+        answers = [c for c in nb.cells if nbgrader_meta(c).get("solution")]
+        loop = answers[-1]
+        errors = [o for o in loop.outputs if o.output_type == "error"]
+        assert errors and any(o.ename in ("CellTimeoutError", "KeyboardInterrupt") for o in errors), loop.outputs
+        after = nb.cells[nb.cells.index(loop) + 1:]
+        assert all(c.execution_count for c in after if c.cell_type == "code"), "cells after the loop did not run"
+        name, points, ids = parts(solution_nb(exercise))[0]
+        scores = course.scores("endless-loop", exercise)
+        assert sum(scores.values()) == points and all(scores[i] > 0 for i in ids), scores
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+class TestFeedback:
+    def test_does_feedback_show_scores_but_no_hidden_test_source(self, course, exercise):
+        """Does every student's feedback HTML carry the score but not one line of the hidden tests?"""
+        lines = hidden_lines(solution_nb(exercise))
+        assert lines, "this exercise has no hidden tests"
+        autograded = json.dumps(course.autograded("solution", exercise).cells)
+        assert all(json.dumps(line)[1:-1] in autograded for line in lines), "autograde should run the hidden tests"
+        for student in ["solution", "release", "part1", *fixtures(exercise)]:
+            text = html_text(course.feedback(student, exercise))
+            leaked = [line for line in lines if line in text]
+            assert not leaked, f"{student}'s feedback shows hidden test source: {leaked[:3]}"
+            assert "BEGIN HIDDEN TESTS" not in text
+        solution_text = html_text(course.feedback("solution", exercise))
+        total = sum(grade_cells(solution_nb(exercise)).values())
+        assert re.search(rf"Score:\s*{total}(\.0)?\s*/\s*{total}", solution_text), "the feedback should show the score"
+
+
+class TestExport:
+    def test_does_export_write_one_row_per_submission_with_gradebook_scores(self, course):
+        """Does `nbgrader export --to grades.csv` list every student of every exercise with the gradebook's score?"""
+        with open(course.root / "grades.csv", newline="", encoding="utf-8") as fh:
+            rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(fh)}
+        for exercise in EXERCISES:
+            total = sum(grade_cells(solution_nb(exercise)).values())
+            for student in ["solution", "release", "part1"]:
+                row = rows[(exercise, student)]
+                assert float(row["max_score"]) == total
+                assert float(row["score"]) == sum(course.scores(student, exercise).values())
+        assert float(rows[(EXERCISES[0], "solution")]["score"]) == sum(grade_cells(solution_nb(EXERCISES[0])).values())
+
+
+def _errors(nb) -> str:
+    """The errors the kernel printed in an autograded notebook (for assertion messages)."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.output_type == "error":
+                out.append(f"{nbgrader_meta(cell).get('grade_id', cell.get('id'))}: {o.ename}: {o.evalue[:300]}")
+    return "\n".join(out) or "no error outputs"
