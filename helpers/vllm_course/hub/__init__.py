@@ -30,18 +30,8 @@ Facts a lesson relies on:
 CLI: `python -m vllm_course hub serve|start|stop|status`.
 """
 
-from .control import (
-    EndpointActivation,
-    HubHandle,
-    check_endpoint,
-    is_running,
-    start,
-    state_dir,
-    stats,
-    status,
-    stop,
-    use_hub,
-)
+from .control import HubHandle, is_running, start, state_dir, stats, status, stop
+from .endpoint import EndpointActivation, check_endpoint, use_hub
 from .log import FileStats, HubStats, RequestRecord
 from .repos import RepoStore
 from .server import HubConfig, serve
