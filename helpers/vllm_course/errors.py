@@ -61,3 +61,50 @@ class PlotInputError(CourseError, ValueError):
 
 class GradingCheckError(CourseError, AssertionError):
     """An exercise's independent check failed (nbgrader counts the test cell as failed)."""
+
+
+# -- diagnose.py: bad inputs and faults around a load or a download -------------------------------
+
+
+class BadModelIdError(CourseError, ValueError):
+    """`model=` is neither an existing folder nor a valid Hub repo id."""
+
+
+class ModelNotFoundError(CourseError, LookupError):
+    """The hub has no repo with that id."""
+
+
+class ModelRevisionError(CourseError, LookupError):
+    """The repo exists but has no such branch, tag or commit."""
+
+
+class GatedModelError(CourseError, PermissionError):
+    """The repo is gated and the request carried no accepted token."""
+
+
+class NotCachedError(CourseError, FileNotFoundError):
+    """Offline mode, and the repo (or that revision of it) is not in the cache."""
+
+
+class PartialSnapshotError(CourseError, FileNotFoundError):
+    """Offline mode, and the cached snapshot lacks files the load needs."""
+
+
+class QuantizationMismatchError(CourseError, ValueError):
+    """`quantization=` contradicts what the checkpoint's config.json says."""
+
+
+class CacheNotWritableError(CourseError, PermissionError):
+    """The Hugging Face cache folder cannot be written, so nothing can be downloaded into it."""
+
+
+class CorruptedWeightsError(CourseError, OSError):
+    """A weight file does not match its hash, or is truncated."""
+
+
+class GpuQuantizationError(CourseError, ValueError):
+    """This device cannot run the quantization method with this dtype (kernel requirements)."""
+
+
+class StaleEnvWarning(UserWarning):
+    """An HF_* env var changed after huggingface_hub read it at import: the change has no effect."""

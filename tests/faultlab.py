@@ -1,0 +1,397 @@
+"""Provoke the course's bad inputs and faults for real, and record what the helpers say.
+
+A `Lab` is a hub root (the built course repos, hard-linked, plus a gated copy and two small
+synthetic repos), a course hub process serving it, and a fresh HF_HOME per client. Every client
+runs in its own interpreter (`Lab.provoke`), because huggingface_hub reads HF_HOME, HF_ENDPOINT and
+HF_HUB_OFFLINE once, at import, and the pytest process has already imported it.
+
+The scenario functions at the bottom (`bad_model_id`, `repo_not_found`, ...) are shared by
+tests/test_bad_inputs.py (which asserts each exact message) and scripts/error_catalogue.py (which
+prints them), so the catalogue shows exactly what the tests check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from vllm_course import config, hub, models
+
+GATED = f"{config.ORG}/SmolLM2-135M-Instruct-gated"
+GATED_TOKEN = "hf_course_lab_token"
+TINY = f"{config.ORG}/tiny"  # 256 kB of weights: cache mechanics without the cost
+BIG = f"{config.ORG}/tiny-16mb"  # 16 MB of weights: slow enough to interrupt, big enough to fill a disk
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass
+class Outcome:
+    """What one provoked call did: its result, or the exception's class, message and cause."""
+
+    ok: bool
+    seconds: float
+    type: str | None = None
+    message: str | None = None
+    bases: list[str] = field(default_factory=list)
+    cause: str | None = None
+    notes: list[str] = field(default_factory=list)
+    result: Any = None
+    warnings: list[str] = field(default_factory=list)
+    stderr: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"ok ({self.seconds:.1f} s): {self.result}"
+        return f"{self.type}: {self.message}"
+
+
+_PROLOGUE = """
+import json, sys, time, warnings
+warnings.simplefilter("always")
+_t0 = time.perf_counter()
+def _restart_clock():  # call after the imports to time only the call itself
+    global _t0
+    _t0 = time.perf_counter()
+def _report(**kw):
+    kw["seconds"] = time.perf_counter() - _t0
+    kw["warnings"] = [str(w.message) for w in _caught]
+    print("@@OUTCOME " + json.dumps(kw, default=str), flush=True)
+with warnings.catch_warnings(record=True) as _caught:
+    warnings.simplefilter("always")
+    try:
+        def _body():
+{body}
+        _result = _body()
+    except BaseException as _exc:
+        _report(ok=False, type=type(_exc).__name__, message=str(_exc), bases=[c.__name__ for c in type(_exc).__mro__],
+                cause=type(_exc.__cause__).__name__ if _exc.__cause__ is not None else None,
+                notes=list(getattr(_exc, "__notes__", [])))
+    else:
+        _report(ok=True, result=_result)
+"""
+
+
+def run_outcome(body: str, env: dict[str, str], timeout: float = 180) -> Outcome:
+    """Run `body` (a function body: `return` a JSON-able result) in a fresh interpreter."""
+    code = _PROLOGUE.format(body=textwrap.indent(textwrap.dedent(body).strip(), " " * 12))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("@@OUTCOME ")]
+    if not lines:
+        raise AssertionError(f"the client died (exit {done.returncode}) before reporting:\n{done.stderr[-3000:]}")
+    data = json.loads(lines[-1].removeprefix("@@OUTCOME "))
+    return Outcome(stderr=done.stderr[-3000:], **data)
+
+
+def client_env(hf_home: Path, endpoint: str | None, *, offline: bool = False, **extra: str) -> dict[str, str]:
+    """Environment for a client: its own HF_HOME, pointed at `endpoint`, no progress bars, no token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_HUB_DISABLE_IMPLICIT_TOKEN="1", NO_COLOR="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    if endpoint:
+        env["HF_ENDPOINT"] = endpoint
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    if "HF_TOKEN" in extra:
+        env.pop("HF_HUB_DISABLE_IMPLICIT_TOKEN")  # a learner's token is sent with every request
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for 'the hub is down' and restart-on-the-same-port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- building the hub root -------------------------------------------------------------------------
+
+
+def link_repo(src: Path, dst: Path) -> Path:
+    """Hard-link (or copy, across devices) a built repo's files into a hub root."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.is_file() and not item.name.startswith("."):
+            target = dst / item.name
+            if not target.exists():
+                try:
+                    os.link(item, target)
+                except OSError:
+                    shutil.copy2(item, target)
+    return dst
+
+
+def make_small_repo(root: Path, repo_id: str, floats: int, tokenizer_from: Path | None = None) -> Path:
+    """A small real repo: the course config.json, one safetensors file of `floats` float32s, tokenizer files."""
+    folder = root / repo_id
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((tokenizer_from / "config.json").read_text()) if tokenizer_from else {"model_type": "llama"}
+    (folder / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    rng = np.random.default_rng(floats)
+    save_file({"weight": rng.standard_normal(floats).astype(np.float32)}, str(folder / "model.safetensors"))
+    for name in TOKENIZER_FILES:
+        if tokenizer_from and (tokenizer_from / name).is_file():
+            shutil.copy2(tokenizer_from / name, folder / name)
+    return folder
+
+
+def build_root(root: Path) -> Path:
+    """The lab's hub root: the built course repos (linked), a gated copy of the base model, TINY and BIG."""
+    base = models.require(config.BASE_MODEL)
+    for repo_id in (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL, config.GPTQ_MODEL):
+        with contextlib.suppress(Exception):
+            link_repo(models.require(repo_id), root / repo_id)
+    gated = link_repo(base, root / GATED)
+    (gated / ".gated").write_text(f"# tokens allowed to download\n{GATED_TOKEN}\n", encoding="utf-8")
+    make_small_repo(root, TINY, 65_536, base)
+    make_small_repo(root, BIG, 4_000_000, base)
+    return root
+
+
+class Lab:
+    """A hub root, a course hub serving it, and fresh HF_HOMEs under one scratch folder."""
+
+    def __init__(self, workdir: Path, root: Path | None = None, **hub_options: Any) -> None:
+        self.workdir = workdir
+        self.root = root or build_root(workdir / "root")
+        self.hub = self.start_hub(**hub_options)
+        self._homes = 0
+
+    def start_hub(self, port: int = 0, **hub_options: Any) -> hub.HubHandle:
+        """Start a hub on this root; its state and log files stay in the lab's folder."""
+        saved = os.environ.get("VLLM_COURSE_HOME")
+        os.environ["VLLM_COURSE_HOME"] = str(self.workdir / "course-home")
+        try:
+            return hub.start(root=self.root, port=port, **hub_options)
+        finally:
+            if saved is None:
+                os.environ.pop("VLLM_COURSE_HOME", None)
+            else:
+                os.environ["VLLM_COURSE_HOME"] = saved
+
+    def home(self, name: str) -> Path:
+        self._homes += 1
+        return self.workdir / f"hf-{self._homes:02d}-{name}"
+
+    def env(self, name: str, *, offline: bool = False, endpoint: str | None = None, hf_home: Path | None = None,
+            **extra: str) -> dict[str, str]:
+        """A client environment with a fresh HF_HOME (or `hf_home`), pointed at this lab's hub."""
+        return client_env(hf_home or self.home(name), endpoint or self.hub.url, offline=offline, **extra)
+
+    def provoke(self, body: str, env: dict[str, str], timeout: float = 180) -> Outcome:
+        return run_outcome(body, env, timeout)
+
+    def close(self) -> None:
+        self.hub.stop()
+
+
+# -- real small filesystems ------------------------------------------------------------------------
+
+
+class MountError(RuntimeError):
+    """This sandbox cannot mount a tmpfs (not root, or no CAP_SYS_ADMIN)."""
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """Mount a real tmpfs of `size` (e.g. "8m") on `path` for the block; read-only if asked.
+
+    Raises:
+        MountError: mounting is not allowed here (tests skip, the catalogue says so).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size},mode=0755"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MountError(f"cannot mount a tmpfs on {path}: {done.stderr.strip() or done.returncode}")
+    try:
+        if read_only:
+            (path / "hf").mkdir()
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def cache_layout(hf_home: Path, repo_id: str) -> dict[str, Any]:
+    """What a repo's cache folder holds: snapshot entries (and broken links), blobs, .incomplete files."""
+    folder = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    snaps = sorted((folder / "snapshots").glob("*/**/*")) if (folder / "snapshots").is_dir() else []
+    blobs = sorted(p.name for p in (folder / "blobs").iterdir()) if (folder / "blobs").is_dir() else []
+    return {
+        "snapshot_files": sorted(p.name for p in snaps if not p.is_dir()),
+        "broken_links": sorted(str(p) for p in snaps if p.is_symlink() and not p.exists()),
+        "incomplete_in_snapshots": sorted(p.name for p in snaps if p.name.endswith(".incomplete")),
+        "blobs": [b for b in blobs if not b.endswith(".incomplete")],
+        "incomplete_blobs": [b for b in blobs if b.endswith(".incomplete")],
+    }
+
+
+# -- the scenarios (each returns the Outcome of one real provocation) ------------------------------
+
+PREFLIGHT = "from vllm_course.diagnose import preflight\n_restart_clock()\nreturn str(preflight({args}))"
+
+
+def _preflight(lab: Lab, env: dict[str, str], args: str) -> Outcome:
+    return lab.provoke(PREFLIGHT.format(args=args), env)
+
+
+def bad_model_id(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("bad-id"), "'course//SmolLM2 135M'")
+
+
+def repo_not_found(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("not-found"), "'course/SmolLM2-135M-Instrukt'")
+
+
+def revision_not_found(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("revision"), f"{config.BASE_MODEL!r}, revision='v2.0'")
+
+
+def gated_no_token(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("gated"), f"{GATED!r}")
+
+
+def gated_wrong_token(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("gated-wrong", HF_TOKEN="hf_not_this_one"), f"{GATED!r}")
+
+
+def gated_right_token(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("gated-right", HF_TOKEN=GATED_TOKEN), f"{GATED!r}")
+
+
+def offline_not_cached(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("offline", offline=True), f"{config.BASE_MODEL!r}")
+
+
+def hub_unreachable(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("hub-down", endpoint=f"http://127.0.0.1:{free_port()}"), f"{config.BASE_MODEL!r}")
+
+
+def load_format_mismatch(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("load-format"), f"{config.BIN_MODEL!r}, load_format='pt'")
+
+
+def quantization_unquantized(lab: Lab) -> Outcome:
+    return _preflight(lab, lab.env("quant"), f"{config.BASE_MODEL!r}, quantization='gptq'")
+
+
+def quantization_other_method(lab: Lab) -> Outcome:
+    models.require(config.GPTQ_MODEL)  # ModelNotBuiltError until `make models` has built it
+    return _preflight(lab, lab.env("quant-gptq"), f"{config.GPTQ_MODEL!r}, quantization='awq'")
+
+
+def incomplete_folder(lab: Lab) -> Outcome:
+    folder = lab.workdir / "incomplete-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    shutil.copy2(lab.root / TINY / "model.safetensors", folder / "model.safetensors")
+    return _preflight(lab, lab.env("folder"), f"{str(folder)!r}")
+
+
+def partial_snapshot(lab: Lab) -> Outcome:
+    home = lab.home("partial")
+    fetched = lab.provoke("from huggingface_hub import hf_hub_download\n"
+                          f"return hf_hub_download({config.BASE_MODEL!r}, 'config.json')", lab.env("", hf_home=home))
+    assert fetched.ok, fetched
+    return _preflight(lab, lab.env("", hf_home=home, offline=True), f"{config.BASE_MODEL!r}")
+
+
+def disk_too_small(lab: Lab) -> Outcome:
+    with tmpfs(lab.workdir / "small-disk", "2m") as disk:
+        return _preflight(lab, lab.env("", hf_home=disk / "hf"), f"{config.BASE_MODEL!r}")
+
+
+def cache_not_writable(lab: Lab) -> Outcome:
+    with tmpfs(lab.workdir / "read-only-disk", "1m", read_only=True) as disk:
+        return _preflight(lab, lab.env("", hf_home=disk / "hf"), f"{config.BASE_MODEL!r}")
+
+
+def env_set_after_import(lab: Lab) -> Outcome:
+    return lab.provoke("""
+        import os
+        from huggingface_hub import snapshot_download  # noqa: F401  (`import vllm` does this too)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from vllm_course.diagnose import check_env_applied
+        return [str(m) for m in check_env_applied()]
+    """, lab.env("late-env"))
+
+
+def corrupted_weight(lab: Lab) -> Outcome:
+    home = lab.home("corrupt")
+    env = lab.env("", hf_home=home)
+    got = lab.provoke(f"from huggingface_hub import snapshot_download\nreturn snapshot_download({TINY!r})", env)
+    assert got.ok, got
+    blob = (Path(got.result) / "model.safetensors").resolve()
+    with open(blob, "r+b") as fh:  # flip one byte in the middle of the tensor data: a silent corruption
+        fh.seek(blob.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    return _preflight(lab, lab.env("", hf_home=home, offline=True), f"{TINY!r}, verify=True")
+
+
+def cleanup_outside_cache(lab: Lab) -> Outcome:
+    """Owned by cache.py (tests/test_cache*.py); provoked here only so the catalogue lists it."""
+    outside = lab.workdir / "not-the-cache"
+    outside.mkdir(exist_ok=True)
+    return lab.provoke(f"from vllm_course import cache\nreturn str(cache.plan_delete({str(outside)!r}))",
+                       lab.env("cleanup"))
+
+
+GPU_CASES = (
+    ("gptq", "bfloat16", 70, "Tesla V100"),
+    ("awq", "float16", 70, "Tesla V100"),
+    ("gptq", "float32", 90, "NVIDIA H100"),
+    (None, "bfloat16", 75, "Tesla T4"),
+    ("gptq", "bfloat16", 86, "NVIDIA A10"),
+)
+
+
+def gpu_messages() -> list[tuple[tuple, str | None]]:
+    from vllm_course.diagnose import gpu_quantization_problem
+
+    return [(case, gpu_quantization_problem(*case)) for case in GPU_CASES]
+
+
+VLLM_CASES = (
+    ("bad id", "course//SmolLM2 135M", {}),
+    ("not found", "course/SmolLM2-135M-Instrukt", {}),
+    ("revision", config.BASE_MODEL, {"revision": "v2.0"}),
+    ("gated", GATED, {}),
+    ("load_format", config.BIN_MODEL, {"load_format": "pt"}),
+    ("quantization", config.BASE_MODEL, {"quantization": "gptq"}),
+)
+
+
+def through_vllm(lab: Lab, cases=VLLM_CASES) -> Outcome:
+    """Call the real `LLM(...)` for each case inside `diagnosed()`: what does the learner see?"""
+    return lab.provoke(f"""
+        from vllm_course import engine
+        from vllm_course.diagnose import diagnosed
+        from vllm import LLM
+        seen = {{}}
+        for name, model, kwargs in {list(cases)!r}:
+            try:
+                with engine.load_report(quiet=True), diagnosed(model, **kwargs):
+                    LLM(model=model, **engine.machine_kwargs(**kwargs))
+                seen[name] = ["loaded", ""]
+            except Exception as exc:
+                seen[name] = [type(exc).__name__, str(exc), type(exc.__cause__).__name__]
+        return seen
+    """, lab.env("vllm"), timeout=400)
