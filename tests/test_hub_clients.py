@@ -4,6 +4,7 @@ fresh interpreter with its own HF_HOME (no mocks)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -254,6 +255,16 @@ class TestStartStop:
         assert stopped.returncode == 0 and "stopped" in stopped.stdout
         assert not hub.is_running(int(port)) and not state.exists()
         assert cli("status").returncode == 1
+
+    def test_does_a_free_port_hub_end_with_the_process_that_started_it(self, hub_root, course_home):
+        """Does a private hub (port=0) stop by itself once its kernel/script is gone, leaving no orphan?"""
+        code = (f"import json; from vllm_course import hub; h = hub.start(root={str(hub_root)!r}, port=0); "
+                "print(json.dumps({'url': h.url}))")
+        url = run_py(code, dict(os.environ))["url"]
+        deadline = time.monotonic() + 10
+        while hub.is_running(url) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not hub.is_running(url)
 
     def test_does_the_cli_refuse_a_missing_root_naming_it(self, tmp_path, course_home):
         """Does `hub start --root <missing>` exit 1 with an error that names the folder?"""

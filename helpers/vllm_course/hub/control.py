@@ -124,7 +124,9 @@ def start(
 
     Args:
         root: folder of `<org>/<name>/` repos (default: the built course models, `repos_dir()`).
-        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765); 0 picks a free one (never reused).
+        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765); 0 picks a free one: a private hub,
+            never reused, that also stops when this process ends. A fixed-port hub outlives it
+            (a kernel restart finds and reuses it) until `stop()` or `hub stop`.
         upstream: URL of a hub to mirror (pull-through cache), e.g. the real Hub.
         host: interface (default `VLLM_COURSE_HUB_HOST`, 127.0.0.1: only this machine can connect).
         throttle_bps: demo setting: cap each file transfer at this many bytes per second.
@@ -230,6 +232,7 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
     args += ["--upstream", upstream] if upstream else []
     args += ["--throttle-bps", str(throttle_bps)] if throttle_bps else []
     args += ["--cut-after-bytes", str(cut_after_bytes)] if cut_after_bytes is not None else []
+    args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)

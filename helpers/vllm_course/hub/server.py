@@ -21,8 +21,11 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -381,12 +384,14 @@ def _iso(timestamp: float) -> str:
 # -- running it ------------------------------------------------------------------------------
 
 
-def serve(config: HubConfig, ready_file: Path | None = None) -> None:
+def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | None = None) -> None:
     """Run the hub in the foreground until interrupted (Ctrl-C or SIGTERM).
 
     Args:
         config: what to serve and where.
         ready_file: if given, `{"port": ..., "pid": ...}` is written there once the socket listens.
+        parent_pid: if given, the hub stops by itself once that process is gone (a private hub
+            of a notebook kernel or test run does not outlive it).
 
     Raises:
         HubError: the root folder is missing.
@@ -407,7 +412,16 @@ def serve(config: HubConfig, ready_file: Path | None = None) -> None:
         tmp = ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}), encoding="utf-8")
         os.replace(tmp, ready_file)
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
     server.run(sockets=[sock])
+
+
+def _exit_with(parent_pid: int) -> None:
+    """Send this process SIGTERM (uvicorn's graceful stop) once `parent_pid` is no longer its parent."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throttle-bps", default=None, type=int)
     parser.add_argument("--cut-after-bytes", default=None, type=int)
     parser.add_argument("--ready-file", default=None, type=Path)
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the launching process ends")
     args = parser.parse_args(argv)
     config = HubConfig(args.root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes)
-    serve(config, args.ready_file)
+    serve(config, args.ready_file, os.getppid() if args.exit_with_parent else None)
     return 0
 
 
