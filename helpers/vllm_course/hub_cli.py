@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from . import config
@@ -57,6 +58,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     from .hub import start
 
+    if args.port == 0:
+        print("error: `hub start` needs a fixed port (a background hub on a free port could not be found "
+              "again): pass --port N, or use `hub serve --port 0` in the foreground.", file=sys.stderr)
+        return 2
     handle = start(args.root, args.port, args.upstream, host=args.host, throttle_bps=args.throttle_bps,
                    cut_after_bytes=args.cut_after_bytes)
     verb = "started" if handle.owned else "already running"
