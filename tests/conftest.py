@@ -35,6 +35,11 @@ def gptq_model() -> Path:
     return _built(config.GPTQ_MODEL)
 
 
+@pytest.fixture(scope="session")
+def awq_model() -> Path:
+    return _built(config.AWQ_MODEL)
+
+
 @pytest.fixture()
 def course_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch VLLM_COURSE_HOME so a test can build or break things without touching the real one."""

@@ -74,6 +74,15 @@ class TestQuantized:
         assert report.checkpoint_gib is not None and report.checkpoint_gib < 0.2
 
 
+    def test_is_awq_detected_from_config_and_sensible(self, vllm_engines, awq_model):
+        """Does the AWQ repo load by auto-detection and still answer sensibly?"""
+        llm, report = vllm_engines(awq_model)
+        answer = greedy_answer(llm)
+        vllm_engines.release_all()
+        assert report.quantization == "awq"
+        assert "Paris" in answer or "France" in answer, answer
+
+
 class TestRelease:
     def test_do_three_load_release_cycles_keep_memory_flat(self, base_model):
         """After three load/release cycles, has RSS grown by less than 0.5 GiB over the first?"""
