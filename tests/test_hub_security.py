@@ -143,6 +143,7 @@ class TestStartup:
 
     def test_does_the_hub_listen_on_loopback_only_by_default(self, tiny_hub):
         """Is the default host 127.0.0.1, and is the hub's listening socket bound to it?"""
-        assert os.environ.get("VLLM_COURSE_HUB_HOST") or config.HUB_HOST == "127.0.0.1"
+        assert hub.HubConfig(root=Path(".")).host == "127.0.0.1"
+        assert config.HUB_HOST == os.environ.get("VLLM_COURSE_HUB_HOST", "127.0.0.1")
         listening = [c for c in psutil.Process(tiny_hub.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
         assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
