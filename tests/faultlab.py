@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,15 +85,43 @@ with warnings.catch_warnings(record=True) as _caught:
 """
 
 
+def _code(body: str) -> str:
+    return _PROLOGUE.format(body=textwrap.indent(textwrap.dedent(body).strip(), " " * 12))
+
+
+def _parse(stdout: str, stderr: str, returncode: int | None) -> Outcome:
+    lines = [line for line in stdout.splitlines() if line.startswith("@@OUTCOME ")]
+    if not lines:
+        raise AssertionError(f"the client died (exit {returncode}) before reporting:\n{stderr[-3000:]}")
+    data = json.loads(lines[-1].removeprefix("@@OUTCOME "))
+    return Outcome(stderr=stderr[-3000:], **data)
+
+
 def run_outcome(body: str, env: dict[str, str], timeout: float = 180) -> Outcome:
     """Run `body` (a function body: `return` a JSON-able result) in a fresh interpreter."""
-    code = _PROLOGUE.format(body=textwrap.indent(textwrap.dedent(body).strip(), " " * 12))
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("@@OUTCOME ")]
-    if not lines:
-        raise AssertionError(f"the client died (exit {done.returncode}) before reporting:\n{done.stderr[-3000:]}")
-    data = json.loads(lines[-1].removeprefix("@@OUTCOME "))
-    return Outcome(stderr=done.stderr[-3000:], **data)
+    done = subprocess.run([sys.executable, "-c", _code(body)], env=env, capture_output=True, text=True, timeout=timeout)
+    return _parse(done.stdout, done.stderr, done.returncode)
+
+
+class Running:
+    """A client started in the background (`start_outcome`); `finish()` waits and returns its Outcome."""
+
+    def __init__(self, body: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _code(body)], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def finish(self, timeout: float = 120) -> Outcome:
+        out, err = self.proc.communicate(timeout=timeout)
+        return _parse(out, err, self.proc.returncode)
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.02) -> None:
+    """Poll `predicate()` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
 
 
 def client_env(hf_home: Path, endpoint: str | None, *, offline: bool = False, **extra: str) -> dict[str, str]:
@@ -395,3 +424,140 @@ def through_vllm(lab: Lab, cases=VLLM_CASES) -> Outcome:
                 seen[name] = [type(exc).__name__, str(exc), type(exc.__cause__).__name__]
         return seen
     """, lab.env("vllm"), timeout=400)
+
+
+# -- faults (each returns what happened, for tests/test_faults.py and the catalogue) ---------------
+
+DOWNLOAD = "from vllm_course.diagnose import download\nreturn download({repo!r})"
+
+
+def _weights_incomplete(hf_home: Path, repo_id: str, min_bytes: int):
+    """Predicate: the weights' temporary download file (named after the 64-hex etag) has `min_bytes`."""
+    blobs = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}" / "blobs"
+
+    def check() -> bool:
+        return any(len(p.name.split(".")[0]) == 64 and p.stat().st_size >= min_bytes
+                   for p in (blobs.glob("*.incomplete") if blobs.is_dir() else ()))
+    return check
+
+
+def _kill_hub(handle: hub.HubHandle) -> None:
+    """SIGKILL the hub process (a crash, not a shutdown) and reap it."""
+    os.kill(handle.pid, 9)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(handle.pid, 0)
+
+
+def hub_dies_mid_download(root: Path, workdir: Path, *, comes_back: bool) -> dict[str, Any]:
+    """Kill the hub while BIG's weights stream (4 MB/s); restart it on the same port at once or only
+    after the client gave up. Returns the outcomes, the cache layout and the hub's counters."""
+    port = free_port()
+    lab = Lab(workdir, root, port=port, throttle_bps=4_000_000)
+    home = lab.home("hub-dies")
+    env = lab.env("", hf_home=home)
+    try:
+        running = Running(DOWNLOAD.format(repo=BIG), env)
+        wait_for(_weights_incomplete(home, BIG, 2 << 20), 60, "the weights download to start")
+        _kill_hub(lab.hub)
+        if comes_back:
+            lab.hub = lab.start_hub(port=port)
+        first = running.finish()
+        found: dict[str, Any] = {"first": first, "layout_after_first": cache_layout(home, BIG)}
+        if not comes_back:
+            lab.hub = lab.start_hub(port=port)
+            found["second"] = run_outcome(DOWNLOAD.format(repo=BIG), env)
+        found["stats"] = lab.hub.stats().file(BIG, "model.safetensors")
+        found["ranges"] = [r.range for r in lab.hub.stats().recent if r.kind == "range"]
+        found["layout"] = cache_layout(home, BIG)
+        found["blob_sha256"] = _sha256(home, BIG)
+        found["source_sha256"] = _file_sha256(root / BIG / "model.safetensors")
+        return found
+    finally:
+        lab.close()
+
+
+def disk_fills_during_download(root: Path, workdir: Path) -> dict[str, Any]:
+    """HF_HOME on a real 24 MB tmpfs: pre-flight passes (BIG needs ~20 MB), then another writer fills
+    the disk while the weights stream. Then the filler is removed and the download retried."""
+    lab = Lab(workdir, root, throttle_bps=4_000_000)
+    try:
+        with tmpfs(workdir / "filling-disk", "24m") as disk:
+            home = disk / "hf"
+            env = lab.env("", hf_home=home)
+            running = Running(DOWNLOAD.format(repo=BIG), env)
+            wait_for(_weights_incomplete(home, BIG, 2 << 20), 60, "the weights download to start")
+            filler = disk / "someone-elses-file.bin"
+            with contextlib.suppress(OSError), open(filler, "wb") as fh:
+                while True:
+                    fh.write(b"\0" * (1 << 20))
+                    fh.flush()
+            found: dict[str, Any] = {"first": running.finish(), "layout_after_first": cache_layout(home, BIG)}
+            filler.unlink()
+            found["second"] = run_outcome(DOWNLOAD.format(repo=BIG), env)
+            found["layout"] = cache_layout(home, BIG)
+            found["blob_sha256"] = _sha256(home, BIG)
+            found["source_sha256"] = _file_sha256(root / BIG / "model.safetensors")
+            return found
+    finally:
+        lab.close()
+
+
+INTERRUPT_LOAD = r'''
+import gc, os, re, signal, sys, threading, time
+from vllm import SamplingParams
+from vllm_course import diagnose, engine
+from vllm.distributed import parallel_state
+from vllm.v1.engine.llm_engine import LLMEngine
+
+def interrupt_when_logged(pattern):
+    first = len(engine._LOG_LINES)
+    def watch():
+        while not any(re.search(pattern, line) for line in engine._LOG_LINES[first:]):
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C / the notebook's stop button sends
+    threading.Thread(target=watch, daemon=True).start()
+
+gc.collect()
+rss0 = engine.rss_bytes()
+found = {"interrupted": False}
+interrupt_when_logged(r"KV cache size")  # weights loaded, KV cache being allocated: mid-load
+try:
+    llm, report = diagnose.load(MODEL)
+    engine.release(llm)
+except KeyboardInterrupt as exc:
+    found.update(interrupted=True, notes=list(getattr(exc, "__notes__", [])))
+    sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__  # Jupyter keeps these
+gc.collect()
+found["rss_growth_gib"] = (engine.rss_bytes() - rss0) / 2**30
+found["live_engines"] = sum(isinstance(o, LLMEngine) for o in gc.get_objects())
+found["process_groups_left"] = parallel_state._WORLD is not None
+llm, report = diagnose.load(MODEL)
+out = llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
+found["answer"] = out[0].outputs[0].text
+engine.release(llm)
+return found
+'''
+
+
+def interrupt_during_load(workdir: Path) -> Outcome:
+    """A real SIGINT mid-way through `diagnose.load()` of the base model, then a second load in the
+    same process: is the first engine freed and does the second answer?"""
+    model = str(models.require(config.BASE_MODEL))
+    body = INTERRUPT_LOAD.replace("MODEL", repr(model))
+    return run_outcome(body, client_env(workdir / "hf-interrupt", None), timeout=400)
+
+
+def _sha256(hf_home: Path, repo_id: str) -> str | None:
+    snaps = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    found = sorted(snaps.glob("*/model.safetensors")) if snaps.is_dir() else []
+    return _file_sha256(found[0]) if found and found[0].exists() else None
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

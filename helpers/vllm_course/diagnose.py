@@ -565,7 +565,7 @@ def not_writable_message(cache: Path, reason: str, repo: str) -> str:
 
 
 def disk_filled_message(repo: str, cache: str | os.PathLike[str]) -> str:
-    return (f"the disk of {cache} filled up while downloading {repo} (No space left on device): free space "
+    return (f"The disk of {cache} filled up while downloading {repo} (No space left on device): free space "
             "(cache.plan_not_accessed / plan_keep_latest, lesson 08) or set HF_HUB_CACHE to a bigger disk before "
             "importing huggingface_hub, then download again.")
 
