@@ -287,7 +287,9 @@ def _silenced(quiet: bool) -> Iterator[_Captured]:
         try:
             for fd in (1, 2):
                 os.dup2(sink.fileno(), fd)
-            with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()):
+            consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
+            with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()), \
+                    _console_handlers_muted(consoles):
                 yield captured
         finally:
             sys.stdout.flush()
@@ -297,6 +299,32 @@ def _silenced(quiet: bool) -> Iterator[_Captured]:
                 os.close(copy)
             sink.seek(0)
             captured.text = sink.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _console_handlers_muted(consoles: tuple[Any, ...]) -> Iterator[None]:
+    """Point logging handlers that write to the console at nothing, for the block.
+
+    Libraries such as torch create `StreamHandler(sys.stderr)` at import and keep that stream
+    object: in a Jupyter kernel their warnings ("Triton not available", with a timestamp and pid)
+    bypass `redirect_stderr` and the fd redirect. vLLM's own handlers are left alone (`quiet_vllm`
+    already limits them to errors).
+    """
+    loggers = [logging.getLogger()] + [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and not name.startswith(_VLLM_LOGGER)
+    ]
+    swapped = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
+                    and any(handler.stream is c for c in consoles):
+                swapped.append((handler, handler.setStream(_NullText())))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
 
 
 class _Captured:
