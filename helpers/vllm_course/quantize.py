@@ -220,7 +220,8 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
     print(f"Quantizing {src.name} to {method.upper()} 4-bit on CPU (~1.5-3 min); log: {log}", flush=True)
     try:
         with log.open("w") as log_file:
-            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            # cwd: gptqmodel writes its own logs/ folder into the working directory.
+            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         if proc.returncode != 0:
             exc = subprocess.CalledProcessError(proc.returncode, cmd)
             raise ModelBuildError(
