@@ -48,7 +48,7 @@ BIN = Path(sys.executable).parent  # nbgrader shells out to `alembic`: the venv'
 PART_RE = re.compile(r"^##\s+Part\s+(\w+)\s+\((\d+)\s+points?\)", re.MULTILINE)
 HIDDEN_RE = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
 SOLUTION_RE = re.compile(r"(?P<indent>[ \t]*)### BEGIN SOLUTION\n.*?### END SOLUTION", re.DOTALL)
-LOOP_TIMEOUT_S = 30
+LOOP_TIMEOUT_S = 25
 VOLATILE_CELL_KEYS = {"execution", "collapsed", "scrolled", "trusted"}
 EXERCISES = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
 
@@ -129,13 +129,20 @@ def html_text(path: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", raw))
 
 
-def hidden_lines(nb) -> list[str]:
-    """Distinctive lines of the hidden tests (long enough not to appear by chance)."""
+def hidden_lines(solution, release) -> list[str]:
+    """Distinctive lines of the hidden tests: long enough, and nowhere in the release."""
+    released = json.dumps(release.cells)
     lines = []
-    for cell in nb.cells:
+    for cell in solution.cells:
         for block in HIDDEN_RE.findall(cell.source):
-            lines += [line.strip() for line in block.splitlines() if len(line.strip()) >= 16]
+            lines += [line.strip() for line in block.splitlines()
+                      if len(line.strip()) >= 16 and json.dumps(line.strip())[1:-1] not in released]
     return lines
+
+
+def without_hidden_tests(source: str) -> str:
+    """A graded cell as nbgrader releases it: the hidden region, markers included, removed."""
+    return re.sub(r"[ \t]*### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS\n?", "", source, flags=re.DOTALL).rstrip()
 
 
 # ---------------------------------------------------------------- the course copy and the CLI
@@ -222,8 +229,10 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     for exercise in EXERCISES:
         graded.nbgrader("generate_assignment", exercise, "--force")
     students = ["solution", "release", "part1"] + sorted({s for e in EXERCISES for s in fixtures(e)})
-    for student in students + ["endless-loop"]:
-        graded.nbgrader("db", "student", "add", student, f"--last-name={student}", "--first-name=Test")
+    graded.nbgrader("db", "student", "add", "solution", "--last-name=Solution", "--first-name=Instructor")
+    roster = root / "students.csv"
+    roster.write_text("id,last_name,first_name,email\n" + "".join(f"{s},{s},Test,\n" for s in students[1:] + ["endless-loop"]))
+    graded.nbgrader("db", "student", "import", str(roster))
     for exercise in EXERCISES:
         solution, release = solution_nb(exercise), release_nb(exercise)
         graded.submit("solution", exercise, solution_as_submitted(solution))
@@ -308,14 +317,16 @@ class TestGenerateAssignment:
             f"notebooks/{exercise} is stale: run `nbgrader generate_assignment {exercise} --force` and commit it")
 
     def test_does_the_release_hide_solutions_and_hidden_tests(self, course, exercise):
-        """Is the release free of solution code and hidden tests, with a stub in every answer cell?"""
-        text = json.dumps(release_nb(exercise).cells)
-        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
-        for line in hidden_lines(solution_nb(exercise)):
-            assert line not in text, line
-        for cell in release_nb(exercise).cells:
-            if nbgrader_meta(cell).get("solution"):
-                assert "raise NotImplementedError()" in cell.source
+        """Is each graded cell released without its hidden region, and each answer cell as a stub?"""
+        released = {nbgrader_meta(c).get("grade_id"): c for c in release_nb(exercise).cells}
+        for cell in solution_nb(exercise).cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("grade"):
+                assert released[meta["grade_id"]].source.rstrip() == without_hidden_tests(cell.source)
+            if meta.get("solution"):
+                stub = SOLUTION_RE.sub(lambda m: f"{m['indent']}# YOUR CODE HERE\n{m['indent']}raise NotImplementedError()",
+                                       cell.source)
+                assert released[meta["grade_id"]].source == stub, f"{meta['grade_id']}: the solution is not replaced by the stub"
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
@@ -366,7 +377,7 @@ class TestTimeout:
 class TestFeedback:
     def test_does_feedback_show_scores_but_no_hidden_test_source(self, course, exercise):
         """Does every student's feedback HTML carry the score but not one line of the hidden tests?"""
-        lines = hidden_lines(solution_nb(exercise))
+        lines = hidden_lines(solution_nb(exercise), release_nb(exercise))
         assert lines, "this exercise has no hidden tests"
         autograded = json.dumps(course.autograded("solution", exercise).cells)
         assert all(json.dumps(line)[1:-1] in autograded for line in lines), "autograde should run the hidden tests"
