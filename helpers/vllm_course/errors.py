@@ -63,6 +63,10 @@ class GradingCheckError(CourseError, AssertionError):
     """An exercise's independent check failed (nbgrader counts the test cell as failed)."""
 
 
+class FineTuneError(CourseError, ValueError):
+    """A fine-tune was given bad settings (steps, layers, examples) or an output folder that exists."""
+
+
 # -- diagnose.py: bad inputs and faults around a load or a download -------------------------------
 
 

@@ -138,3 +138,127 @@ def _quant_method(folder: Path) -> str | None:
         return None
     quant = cfg.get("quantization_config") or {}
     return quant.get("quant_method")
+
+
+# ---------------------------------------------------------------- safetensors header
+
+# The safetensors layout: 8 bytes (little-endian u64) = N, then N bytes of JSON, then raw data.
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit (safetensors refuses more)
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor as a safetensors header describes it; offsets count from the end of the header."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """The header of a .safetensors file: every tensor's name, dtype, shape and byte range."""
+
+    path: Path
+    header_bytes: int  # N, the JSON length after the 8-byte prefix
+    file_bytes: int
+    metadata: dict[str, str]
+    tensors: tuple[TensorEntry, ...]  # in file order (by start offset)
+
+    @property
+    def data_offset(self) -> int:
+        """Where tensor data starts in the file: 8 + header_bytes."""
+        return 8 + self.header_bytes
+
+    @property
+    def parameters(self) -> int:
+        return sum(t.numel for t in self.tensors)
+
+    @property
+    def dtypes(self) -> dict[str, int]:
+        """How many tensors have each dtype."""
+        counts: dict[str, int] = {}
+        for entry in self.tensors:
+            counts[entry.dtype] = counts.get(entry.dtype, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def tensor(self, name: str) -> TensorEntry:
+        """Return the entry called `name`.
+
+        Raises:
+            KeyError: no such tensor; the message names a few that exist.
+        """
+        for entry in self.tensors:
+            if entry.name == name:
+                return entry
+        sample = ", ".join(t.name for t in self.tensors[:3])
+        raise KeyError(f"{name!r} is not in {self.path.name} ({len(self.tensors)} tensors, e.g. {sample}).")
+
+    def __str__(self) -> str:
+        dtypes = ", ".join(f"{d}: {n}" for d, n in self.dtypes.items())
+        return (f"{self.path.name}: {len(self.tensors)} tensors ({dtypes}), {self.parameters / 1e6:.1f} M parameters, "
+                f"header {self.header_bytes:,} B of {self.file_bytes:,} B, metadata {self.metadata}")
+
+
+def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
+    """Read a .safetensors file's header (8-byte length + JSON) without reading any tensor data.
+
+    This is what vLLM and `huggingface_hub.get_safetensors_metadata` do before loading: the
+    header alone tells every tensor's dtype, shape and byte range.
+
+    Args:
+        path: a `.safetensors` file.
+
+    Returns:
+        A `SafetensorsHeader`; tensors are in file order.
+
+    Raises:
+        LocalModelError: the file does not exist.
+        WeightFormatError: the file is not a safetensors file (bad length prefix or header).
+
+    Example:
+        >>> header = read_safetensors_header(models.require(BASE) / "model.safetensors")
+        >>> header.tensor("model.norm.weight")
+        TensorEntry(name='model.norm.weight', dtype='BF16', shape=(576,), start=269028864, end=269030016)
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise LocalModelError(f"{file} is not a file: pass the path of a .safetensors file inside a model folder.")
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 2 <= length <= min(size - 8, _SAFETENSORS_MAX_HEADER):
+            raise WeightFormatError(
+                f"{file} is not a safetensors file: its first 8 bytes give a header length of {length} "
+                f"for a {size}-byte file. Check the format with formats.inspect_folder; .bin/.pt files are pickles."
+            )
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightFormatError(f"{file} is not a safetensors file: its {length}-byte header is not JSON ({exc}).") from exc
+    if not isinstance(header, dict):
+        raise WeightFormatError(f"{file} is not a safetensors file: its header is a {type(header).__name__}, not a JSON object.")
+    metadata = header.pop("__metadata__", None) or {}
+    try:
+        tensors = tuple(sorted(
+            (TensorEntry(name, info["dtype"], tuple(info["shape"]), *info["data_offsets"]) for name, info in header.items()),
+            key=lambda t: (t.start, t.name),
+        ))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightFormatError(f"{file} has a malformed safetensors header entry ({exc!r}): re-save the weights.") from exc
+    return SafetensorsHeader(file, length, size, dict(metadata), tensors)
