@@ -98,8 +98,13 @@ class TestModels:
         assert set(envcheck.REQUIRED_MODELS) <= missing
         assert not report.ok
         awq = report.get(config.AWQ_MODEL)
-        assert (awq.status, awq.required) == ("optional", False)
-        assert "VLLM_COURSE_BUILD_AWQ=1" in awq.hint
+        assert (awq.status, awq.required, awq.hint) == ("optional", False, "run `make models`")
+
+    def test_does_a_skipped_awq_build_name_the_variable(self, course_home, monkeypatch):
+        """With VLLM_COURSE_BUILD_AWQ=0 in effect, does the AWQ hint say that is why it is missing?"""
+        monkeypatch.setattr(config, "BUILD_AWQ", False)
+        check = envcheck.model_check(config.AWQ_MODEL, required=False)
+        assert check.hint == "VLLM_COURSE_BUILD_AWQ=0 skips it: unset it and run `make models`"
 
     def test_does_the_online_profile_skip_course_models(self):
         """In the online profile, are course models left out of the table?"""

@@ -212,8 +212,8 @@ def model_check(repo_id: str, *, required: bool = True) -> Check:
     if (models.repo_path(repo_id) / "config.json").is_file():
         return Check(repo_id, True, "built", required=required)
     hint = "run `make models`"
-    if repo_id == config.AWQ_MODEL:
-        hint = "opt-in: `VLLM_COURSE_BUILD_AWQ=1 make models` (~4 min)"
+    if repo_id == config.AWQ_MODEL and not config.BUILD_AWQ:
+        hint = "VLLM_COURSE_BUILD_AWQ=0 skips it: unset it and run `make models`"
     return Check(repo_id, False, "not built", hint, required=required)
 
 
