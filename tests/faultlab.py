@@ -351,6 +351,17 @@ def cache_not_writable(lab: Lab) -> Outcome:
         return _preflight(lab, lab.env("", hf_home=disk / "hf"), f"{config.BASE_MODEL!r}")
 
 
+def cache_not_writable_unchecked(lab: Lab) -> Outcome:
+    """The same read-only HF_HOME, but straight into snapshot_download (no pre-flight): explain() path."""
+    with tmpfs(lab.workdir / "read-only-disk-2", "1m", read_only=True) as disk:
+        return lab.provoke(f"""
+            from huggingface_hub import snapshot_download
+            from vllm_course.diagnose import diagnosed
+            with diagnosed({config.BASE_MODEL!r}):
+                return snapshot_download({config.BASE_MODEL!r})
+        """, lab.env("", hf_home=disk / "hf"))
+
+
 def env_set_after_import(lab: Lab) -> Outcome:
     return lab.provoke("""
         import os
@@ -406,10 +417,21 @@ VLLM_CASES = (
     ("load_format", config.BIN_MODEL, {"load_format": "pt"}),
     ("quantization", config.BASE_MODEL, {"quantization": "gptq"}),
 )
+# Only once `make models` has built the GPTQ repo (real GPTQ checks, provoked on CPU too).
+GPTQ_VLLM_CASES = (
+    ("awq on gptq", config.GPTQ_MODEL, {"quantization": "awq"}),
+    ("gptq float32", config.GPTQ_MODEL, {"dtype": "float32"}),
+)
 
 
-def through_vllm(lab: Lab, cases=VLLM_CASES) -> Outcome:
+def gptq_built() -> bool:
+    return (models.repo_path(config.GPTQ_MODEL) / "config.json").is_file()
+
+
+def through_vllm(lab: Lab, cases: tuple | None = None) -> Outcome:
     """Call the real `LLM(...)` for each case inside `diagnosed()`: what does the learner see?"""
+    if cases is None:
+        cases = VLLM_CASES + (GPTQ_VLLM_CASES if gptq_built() else ())
     return lab.provoke(f"""
         from vllm_course import engine
         from vllm_course.diagnose import diagnosed

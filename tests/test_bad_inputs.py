@@ -199,6 +199,17 @@ class TestCacheNotWritable:
                cause="OSError")
 
 
+    def test_does_the_library_error_get_the_same_advice_without_preflight(self, lab):
+        """Straight into snapshot_download on the read-only disk: does diagnosed() turn the real
+        EROFS OSError into the same advice?"""
+        outcome = _mount_or_skip(fl.cache_not_writable_unchecked, lab)
+        expect(outcome, "CacheNotWritableError",
+               "{PATH}/read-only-disk-2/hf is not writable (Read-only file system), so course/SmolLM2-135M-Instruct "
+               "cannot be downloaded into the HF cache: point HF_HOME (or HF_HUB_CACHE) at a writable folder before "
+               "importing huggingface_hub or vllm, or set HF_HUB_OFFLINE=1 to use only what is cached.",
+               cause="OSError")
+
+
 class TestEnvSetAfterImport:
     LATE_OFFLINE = ("HF_HUB_OFFLINE=1 was set after huggingface_hub was imported, so it has no effect (huggingface_hub "
                     "still uses HF_HUB_OFFLINE=0): restart the kernel and set it before importing vllm or "
@@ -291,16 +302,6 @@ class TestGpuKernels:
         for cls in (AutoGPTQConfig, AutoAWQConfig):
             assert cls.get_supported_act_dtypes() == [torch.float16, torch.bfloat16]
 
-    def test_does_vllms_own_dtype_error_get_the_same_advice(self):
-        """vLLM's real wording for a float32 GPTQ load (config/vllm.py): does explain() map it?"""
-        import torch
-
-        error = ValueError(f"{torch.float32} is not supported for quantization method gptq. Supported dtypes: "
-                           f"{[torch.float16, torch.bfloat16]}")
-        explained = diagnose.explain(error, model=GPTQ, quantization="gptq")
-        assert type(explained).__name__ == "GpuQuantizationError"
-        assert str(explained) == diagnose.gpu_quantization_problem("gptq", "float32", 90)
-
     @pytest.mark.gpu
     def test_does_this_gpu_refuse_float32_gptq_in_vllm(self):
         """On a real GPU: does vLLM refuse dtype=float32 for GPTQ, and is it explained with this GPU's rule?"""
@@ -335,7 +336,7 @@ class TestThroughVllm:
                 shutil.copy2(item, broken / item.name)
         with open(broken / "model.safetensors", "r+b") as fh:
             fh.truncate(200_000_000)
-        cases = fl.VLLM_CASES + (("truncated", str(broken), {}),)
+        cases = fl.VLLM_CASES + (("truncated", str(broken), {}),) + (fl.GPTQ_VLLM_CASES if fl.gptq_built() else ())
         outcome = fl.through_vllm(lab, cases)
         assert outcome.ok, outcome
         seen = outcome.result
@@ -352,6 +353,13 @@ class TestThroughVllm:
             f"{broken / 'model.safetensors'} is corrupted (200000000 B on disk, its header describes 269060552 B: "
             "truncated or padded): copy or convert the model into that folder again.")]
         # what vLLM (or transformers inside it) really raised is chained, not hidden
-        assert {name: v[2] for name, v in seen.items()} == {
-            "bad id": "OSError", "not found": "OSError", "revision": "OSError", "gated": "OSError",
-            "load_format": "RuntimeError", "quantization": "ValidationError", "truncated": "SafetensorError"}
+        chained = {"bad id": "OSError", "not found": "OSError", "revision": "OSError", "gated": "OSError",
+                   "load_format": "RuntimeError", "quantization": "ValidationError", "truncated": "SafetensorError"}
+        if fl.gptq_built():  # vLLM's own GPTQ checks run on CPU too: the quant method, then the dtype
+            assert seen["awq on gptq"][:2] == ["QuantizationMismatchError", diagnose.quantization_message(
+                "awq", GPTQ, "gptq")]
+            assert seen["gptq float32"][:2] == ["GpuQuantizationError", (
+                "quantization='gptq' runs 4-bit kernels that take float16 or bfloat16 activations, not float32: pass "
+                "dtype='float16' (or 'auto').")]
+            chained.update({"awq on gptq": "ValidationError", "gptq float32": "ValidationError"})
+        assert {name: v[2] for name, v in seen.items()} == chained

@@ -187,26 +187,6 @@ def preflight(
     return _replace_seconds(found, time.perf_counter() - start)
 
 
-def check_reachable(endpoint: str | None = None, timeout: float = 3.0) -> None:
-    """Fail within `timeout` seconds if the hub at `endpoint` (default: the one huggingface_hub
-    uses) does not answer, unless offline mode is on.
-
-    Raises:
-        HubUnreachableError: no HTTP answer at all (refused, unknown host, timed out).
-    """
-    import httpx
-
-    from huggingface_hub import constants
-
-    url = (endpoint or constants.ENDPOINT).rstrip("/")
-    if constants.HF_HUB_OFFLINE:
-        return
-    try:
-        httpx.head(url, timeout=timeout, trust_env=not _is_loopback(url))
-    except httpx.TransportError as exc:
-        raise HubUnreachableError(unreachable_message(url, _transport_reason(exc))) from exc
-
-
 # -- explaining exceptions ---------------------------------------------------------------------------
 
 
@@ -722,8 +702,8 @@ def _explain_gpu(text: str, quantization: str | None, dtype: Any) -> str | None:
             f"quantization={method!r} needs compute capability {need // 10}.{need % 10} or higher but this GPU is "
             f"{have // 10}.{have % 10}: load the unquantized model ({config.BASE_MODEL}) or use a newer GPU.")
     m = re.search(r"torch\.(\w+) is not supported for quantization method ([\w-]+)", text)
-    if m:
-        return gpu_quantization_problem(quantization or m.group(2), m.group(1), 999)
+    if m:  # vLLM names its own class (auto_gptq); the learner knows the checkpoint's method (gptq)
+        return gpu_quantization_problem(quantization or _family(m.group(2)) or m.group(2), m.group(1), 999)
     if "Failed to find a kernel that can implement the WNA16 linear layer" in text:
         with contextlib.suppress(Exception):
             import torch
