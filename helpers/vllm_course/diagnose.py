@@ -236,11 +236,12 @@ def explain(
     if (gated := _first(chain, hf.GatedRepoError)) is not None:
         return GatedModelError(gated_message(repo or _repo_from_url(gated), endpoint, _status(gated)))
     if (rev := _first(chain, hf.RevisionNotFoundError)) is not None:
-        return ModelRevisionError(revision_message(repo or _repo_from_url(rev), revision or "?", endpoint))
+        asked = revision or (re.findall(r"/resolve/([^/\s]+)/", str(rev)) or ["?"])[0]
+        return ModelRevisionError(revision_message(repo or _repo_from_url(rev), asked, endpoint))
     if (missing := _first(chain, hf.RepositoryNotFoundError)) is not None:
         name = repo or _repo_from_url(missing)
         return ModelNotFoundError(not_found_message(name, endpoint, _suggest(name)))
-    if (full := _first_errno(chain, errno.ENOSPC)) is not None:
+    if _first_errno(chain, errno.ENOSPC) is not None:
         return InsufficientDiskSpaceError(disk_filled_message(repo or model or "the model", constants.HF_HUB_CACHE))
     if (denied := _first_errno(chain, errno.EROFS, errno.EACCES, errno.EPERM)) is not None and _in_hf_home(denied):
         return CacheNotWritableError(not_writable_message(_existing_parent(Path(constants.HF_HUB_CACHE)),
