@@ -114,6 +114,12 @@ class Running:
         out, err = self.proc.communicate(timeout=timeout)
         return _parse(out, err, self.proc.returncode)
 
+    def stop(self) -> None:
+        """Kill it if it is still running (a test failed before `finish()`)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.02) -> None:
     """Poll `predicate()` until true; fail with `what` after `timeout` seconds."""
@@ -244,7 +250,10 @@ def tmpfs(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
     """
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size},mode=0755"
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    except OSError as exc:  # no mount(8) here
+        raise MountError(f"cannot run mount: {exc}") from exc
     if done.returncode != 0:
         raise MountError(f"cannot mount a tmpfs on {path}: {done.stderr.strip() or done.returncode}")
     try:
@@ -477,8 +486,8 @@ def hub_dies_mid_download(root: Path, workdir: Path, *, comes_back: bool) -> dic
     lab = Lab(workdir, root, port=port, throttle_bps=4_000_000)
     home = lab.home("hub-dies")
     env = lab.env("", hf_home=home)
+    running = Running(DOWNLOAD.format(repo=BIG), env)
     try:
-        running = Running(DOWNLOAD.format(repo=BIG), env)
         wait_for(_weights_incomplete(home, BIG, 2 << 20), 60, "the weights download to start")
         _kill_hub(lab.hub)
         if comes_back:
@@ -495,6 +504,7 @@ def hub_dies_mid_download(root: Path, workdir: Path, *, comes_back: bool) -> dic
         found["source_sha256"] = _file_sha256(root / BIG / "model.safetensors")
         return found
     finally:
+        running.stop()
         lab.close()
 
 
@@ -507,13 +517,17 @@ def disk_fills_during_download(root: Path, workdir: Path) -> dict[str, Any]:
             home = disk / "hf"
             env = lab.env("", hf_home=home)
             running = Running(DOWNLOAD.format(repo=BIG), env)
-            wait_for(_weights_incomplete(home, BIG, 2 << 20), 60, "the weights download to start")
-            filler = disk / "someone-elses-file.bin"
-            with contextlib.suppress(OSError), open(filler, "wb") as fh:
-                while True:
-                    fh.write(b"\0" * (1 << 20))
-                    fh.flush()
-            found: dict[str, Any] = {"first": running.finish(), "layout_after_first": cache_layout(home, BIG)}
+            try:
+                wait_for(_weights_incomplete(home, BIG, 2 << 20), 60, "the weights download to start")
+                filler = disk / "someone-elses-file.bin"
+                with contextlib.suppress(OSError), open(filler, "wb") as fh:
+                    while True:
+                        fh.write(b"\0" * (1 << 20))
+                        fh.flush()
+                first = running.finish()
+            finally:
+                running.stop()
+            found: dict[str, Any] = {"first": first, "layout_after_first": cache_layout(home, BIG)}
             filler.unlink()
             found["second"] = run_outcome(DOWNLOAD.format(repo=BIG), env)
             found["layout"] = cache_layout(home, BIG)
