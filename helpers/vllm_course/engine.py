@@ -191,6 +191,10 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
         seconds = time.perf_counter() - start
     lines = tuple(_LOG_LINES[first:]) + tuple(captured.splitlines())
     box.report = _parse(model or _model_from_log(lines), seconds, lines, error)
+    if isinstance(error, KeyboardInterrupt):
+        from .diagnose import release_interrupted  # a half-built engine must not pin memory
+
+        release_interrupted(error)
     if error is not None:
         raise error
 
