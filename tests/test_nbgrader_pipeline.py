@@ -51,6 +51,8 @@ SOLUTION_RE = re.compile(r"(?P<indent>[ \t]*)### BEGIN SOLUTION\n.*?### END SOLU
 LOOP_TIMEOUT_S = 25
 VOLATILE_CELL_KEYS = {"execution", "collapsed", "scrolled", "trusted"}
 EXERCISES = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+if os.environ.get("COURSE_EXERCISES"):  # e.g. COURSE_EXERCISES=ex2_offline_setup while working on one exercise
+    EXERCISES = [e for e in EXERCISES if e in os.environ["COURSE_EXERCISES"].split(",")]
 
 
 # ---------------------------------------------------------------- notebooks, read and built
@@ -61,8 +63,14 @@ def nbgrader_meta(cell) -> dict:
 
 
 def grade_cells(nb) -> dict[str, int]:
-    """grade_id -> points of every auto-graded cell."""
+    """grade_id -> points of every graded cell (auto-graded tests and manually graded answers)."""
     return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c).get("points", 0) for c in nb.cells if nbgrader_meta(c).get("grade")}
+
+
+def auto_cells(nb) -> dict[str, int]:
+    """grade_id -> points of every auto-graded cell (a test cell: graded, not an answer)."""
+    return {nbgrader_meta(c)["grade_id"]: nbgrader_meta(c).get("points", 0) for c in nb.cells
+            if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")}
 
 
 def parts(nb) -> list[tuple[str, int, list[str]]]:
@@ -174,13 +182,21 @@ class Course:
         return self.root / "grading" / "feedback" / student / exercise / notebook_name(exercise).replace(".ipynb", ".html")
 
     def scores(self, student: str, exercise: str) -> dict[str, float]:
-        """grade_id -> auto score from the gradebook."""
+        """grade_id -> auto score of each auto-graded cell, from the gradebook."""
+        return {name: auto for name, (auto, _) in self.grades(student, exercise).items() if auto is not None}
+
+    def grades(self, student: str, exercise: str) -> dict[str, tuple[float | None, bool]]:
+        """grade_id -> (auto score or None, needs manual grading) for every graded cell."""
         from nbgrader.api import Gradebook
 
         notebook = notebook_name(exercise).removesuffix(".ipynb")
         with Gradebook(f"sqlite:///{self.root / 'grading' / 'gradebook.db'}") as gb:
             submitted = gb.find_submission_notebook(notebook, exercise, student)
-            return {g.name: g.auto_score for g in submitted.grades}
+            return {g.name: (g.auto_score, bool(g.needs_manual_grade)) for g in submitted.grades}
+
+    def release(self, exercise: str):
+        """The release nbgrader generated in this copy (submissions are built from it)."""
+        return nbformat.read(str(self.root / "notebooks" / exercise / notebook_name(exercise)), 4)
 
 
 def notebook_name(exercise: str) -> str:
@@ -191,10 +207,6 @@ def notebook_name(exercise: str) -> str:
 
 def solution_nb(exercise: str):
     return nbformat.read(str(ROOT / "solutions" / exercise / notebook_name(exercise)), 4)
-
-
-def release_nb(exercise: str):
-    return nbformat.read(str(ROOT / "notebooks" / exercise / notebook_name(exercise)), 4)
 
 
 def fixtures(exercise: str) -> dict[str, tuple[Path, dict[str, float]]]:
@@ -234,7 +246,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     roster.write_text("id,last_name,first_name,email\n" + "".join(f"{s},{s},Test,\n" for s in students[1:] + ["endless-loop"]))
     graded.nbgrader("db", "student", "import", str(roster))
     for exercise in EXERCISES:
-        solution, release = solution_nb(exercise), release_nb(exercise)
+        solution, release = solution_nb(exercise), graded.release(exercise)
         graded.submit("solution", exercise, solution_as_submitted(solution))
         graded.submit("release", exercise, release)
         graded.submit("part1", exercise, part1_submission(solution, release))
@@ -244,7 +256,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
         graded.nbgrader("autograde", exercise)
         timings[exercise] = time.perf_counter() - start
     first = EXERCISES[0]
-    graded.submit("endless-loop", first, endless_loop_submission(solution_nb(first), release_nb(first)))
+    graded.submit("endless-loop", first, endless_loop_submission(solution_nb(first), graded.release(first)))
     start = time.perf_counter()
     graded.nbgrader("autograde", first, "--student=endless-loop", f"--Execute.timeout={LOOP_TIMEOUT_S}")
     timings["endless-loop"] = time.perf_counter() - start
@@ -276,7 +288,7 @@ class TestSources:
     def test_does_every_graded_cell_start_with_a_question_docstring(self, exercise):
         """Does each graded cell say what it checks, as a question, before any code?"""
         for cell in solution_nb(exercise).cells:
-            if nbgrader_meta(cell).get("grade"):
+            if nbgrader_meta(cell).get("grade") and not nbgrader_meta(cell).get("solution"):
                 first = cell.source.splitlines()[0]
                 assert first.startswith('"""') and first.rstrip().endswith('?"""'), first
 
@@ -295,11 +307,11 @@ class TestSources:
 
     def test_do_the_fixtures_match_the_release(self, exercise):
         """Does every fixture notebook have the release's graded cells, and name expected scores for them all?"""
-        release_ids = grade_cells(release_nb(exercise))
+        release_ids = grade_cells(solution_nb(exercise))
         for state, (path, expected) in fixtures(exercise).items():
             nb = nbformat.read(str(path), 4)
             assert grade_cells(nb) == release_ids, f"{path.name} is stale: regenerate it from the release"
-            assert set(expected) == set(release_ids), f"expected.json[{state!r}] must score every graded cell"
+            assert set(expected) == set(auto_cells(nb)), f"expected.json[{state!r}] must score every auto-graded cell"
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -311,21 +323,23 @@ class TestGenerateAssignment:
         """Does `nbgrader generate_assignment` write exactly the committed notebooks/<exercise>/?"""
         generated_dir = course.root / "notebooks" / exercise
         committed_dir = ROOT / "notebooks" / exercise
+        assert committed_dir.is_dir(), f"notebooks/{exercise} is missing: run `nbgrader generate_assignment {exercise}`"
         assert sorted(p.name for p in generated_dir.iterdir()) == sorted(p.name for p in committed_dir.iterdir())
         generated = nbformat.read(str(generated_dir / notebook_name(exercise)), 4)
-        assert comparable(generated) == comparable(release_nb(exercise)), (
+        assert comparable(generated) == comparable(nbformat.read(str(committed_dir / notebook_name(exercise)), 4)), (
             f"notebooks/{exercise} is stale: run `nbgrader generate_assignment {exercise} --force` and commit it")
 
     def test_does_the_release_hide_solutions_and_hidden_tests(self, course, exercise):
         """Is each graded cell released without its hidden region, and each answer cell as a stub?"""
-        released = {nbgrader_meta(c).get("grade_id"): c for c in release_nb(exercise).cells}
+        released = {nbgrader_meta(c).get("grade_id"): c for c in course.release(exercise).cells}
         for cell in solution_nb(exercise).cells:
             meta = nbgrader_meta(cell)
-            if meta.get("grade"):
+            if meta.get("grade") and not meta.get("solution"):
                 assert released[meta["grade_id"]].source.rstrip() == without_hidden_tests(cell.source)
             if meta.get("solution"):
-                stub = SOLUTION_RE.sub(lambda m: f"{m['indent']}# YOUR CODE HERE\n{m['indent']}raise NotImplementedError()",
-                                       cell.source)
+                code_stub = "{0}# YOUR CODE HERE\n{0}raise NotImplementedError()"
+                stub = SOLUTION_RE.sub(lambda m: (code_stub if cell.cell_type == "code" else "{0}YOUR ANSWER HERE")
+                                       .format(m["indent"]), cell.source)
                 assert released[meta["grade_id"]].source == stub, f"{meta['grade_id']}: the solution is not replaced by the stub"
 
 
@@ -333,8 +347,10 @@ class TestGenerateAssignment:
 class TestAutograde:
     def test_does_the_solution_get_full_marks_on_every_graded_cell(self, course, exercise):
         """Does the instructor's solution, submitted as a learner would, score every point of every cell?"""
-        expected = {k: float(v) for k, v in grade_cells(solution_nb(exercise)).items()}
+        expected = {k: float(v) for k, v in auto_cells(solution_nb(exercise)).items()}
         assert course.scores("solution", exercise) == expected, _errors(course.autograded("solution", exercise))
+        manual = set(grade_cells(solution_nb(exercise))) - set(expected)
+        assert {k for k, (_, needs) in course.grades("solution", exercise).items() if needs} <= manual
 
     def test_does_the_unmodified_release_score_zero(self, course, exercise):
         """Does the release, handed in untouched, score zero on every cell?"""
@@ -344,11 +360,11 @@ class TestAutograde:
     def test_does_solving_part_one_score_exactly_its_points(self, course, exercise):
         """With only Part 1 answered, are exactly Part 1's graded cells scored, in full?"""
         name, points, ids = parts(solution_nb(exercise))[0]
-        full = grade_cells(solution_nb(exercise))
+        full = auto_cells(solution_nb(exercise))
         expected = {gid: float(full[gid]) if gid in ids else 0.0 for gid in full}
         scores = course.scores("part1", exercise)
         assert scores == expected, _errors(course.autograded("part1", exercise))
-        assert sum(scores.values()) == points
+        assert sum(scores.values()) == points, "Part 1 should be auto-graded only"
 
     def test_do_fixture_submissions_score_as_expected(self, course, exercise):
         """Does each fixture submission (e.g. values hard-coded from an earlier run) score what expected.json says?"""
@@ -377,7 +393,7 @@ class TestTimeout:
 class TestFeedback:
     def test_does_feedback_show_scores_but_no_hidden_test_source(self, course, exercise):
         """Does every student's feedback HTML carry the score but not one line of the hidden tests?"""
-        lines = hidden_lines(solution_nb(exercise), release_nb(exercise))
+        lines = hidden_lines(solution_nb(exercise), course.release(exercise))
         assert lines, "this exercise has no hidden tests"
         autograded = json.dumps(course.autograded("solution", exercise).cells)
         assert all(json.dumps(line)[1:-1] in autograded for line in lines), "autograde should run the hidden tests"
@@ -387,8 +403,8 @@ class TestFeedback:
             assert not leaked, f"{student}'s feedback shows hidden test source: {leaked[:3]}"
             assert "BEGIN HIDDEN TESTS" not in text
         solution_text = html_text(course.feedback("solution", exercise))
-        total = sum(grade_cells(solution_nb(exercise)).values())
-        assert re.search(rf"Score:\s*{total}(\.0)?\s*/\s*{total}", solution_text), "the feedback should show the score"
+        got, total = sum(course.scores("solution", exercise).values()), sum(grade_cells(solution_nb(exercise)).values())
+        assert re.search(rf"Score:\s*{got:g}(\.0)?\s*/\s*{total:g}(\.0)?", solution_text), "the feedback should show the score"
 
 
 class TestExport:
@@ -402,7 +418,7 @@ class TestExport:
                 row = rows[(exercise, student)]
                 assert float(row["max_score"]) == total
                 assert float(row["score"]) == sum(course.scores(student, exercise).values())
-        assert float(rows[(EXERCISES[0], "solution")]["score"]) == sum(grade_cells(solution_nb(EXERCISES[0])).values())
+        assert float(rows[(EXERCISES[0], "solution")]["score"]) == sum(auto_cells(solution_nb(EXERCISES[0])).values())
 
 
 def _errors(nb) -> str:
