@@ -262,7 +262,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     timings["endless-loop"] = time.perf_counter() - start
     for exercise in EXERCISES:
         graded.nbgrader("generate_feedback", exercise)
-    graded.nbgrader("export", "--to=grades.csv")
+    graded.nbgrader("export", "--to=grading/grades.csv")
     print("autograde seconds:", {k: round(v) for k, v in timings.items()})
     yield graded
     shutil.rmtree(base, ignore_errors=True)  # scratch caches hold copies of the model
@@ -409,8 +409,8 @@ class TestFeedback:
 
 class TestExport:
     def test_does_export_write_one_row_per_submission_with_gradebook_scores(self, course):
-        """Does `nbgrader export --to grades.csv` list every student of every exercise with the gradebook's score?"""
-        with open(course.root / "grades.csv", newline="", encoding="utf-8") as fh:
+        """Does `nbgrader export --to grading/grades.csv` list every student of every exercise with the gradebook's score?"""
+        with open(course.root / "grading" / "grades.csv", newline="", encoding="utf-8") as fh:
             rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(fh)}
         for exercise in EXERCISES:
             total = sum(grade_cells(solution_nb(exercise)).values())
