@@ -102,7 +102,14 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         online = config.ONLINE_MODELS
         ids = CourseModels(online[config.BASE_MODEL], online[config.BIN_MODEL], online[config.BIN_MODEL],
                            online[config.GPTQ_MODEL], online[config.AWQ_MODEL])
-    _apply(wanted, drop=("HF_HUB_CACHE",) if profile == "offline" else ())
+    if profile == "offline":
+        drop: tuple[str, ...] = ("HF_HUB_CACHE",)
+    else:  # leaving the offline profile: forget what it set (the course hub, the course's HF_HOME)
+        drop = tuple(
+            name for name in ("HF_ENDPOINT", "HF_HOME")
+            if os.environ.get(name, "").startswith(("http://127.0.0.1", str(config.course_home())))
+        )
+    _apply(wanted, drop=drop)
     os.environ["VLLM_COURSE_PROFILE"] = profile
     _put_python_bin_on_path()
     from . import engine
