@@ -7,19 +7,21 @@ tokenizer, so vLLM can load it from the folder.
 
 Only the last layers learn, so the frozen layers below them give the same output at every step:
 they run once, and each step runs just the trainable layers on their cached input. Ten steps of
-the top 2 layers cost about 20 CPU-seconds (roughly 10-15 s on 2 idle cores).
+the top 2 layers cost 10-25 CPU-seconds (measured on 2 shared cores).
 
 Example:
     >>> result = finetune(models.require("course/SmolLM2-135M-Instruct"), scratch / "ft")  # doctest: +SKIP
     >>> print(result)                                                                       # doctest: +SKIP
-    fine-tuned the last 2 of 30 layers (7.1 M of 134.5 M parameters) on 6 examples: 10 steps in 14.2 s (CPU 24.3 s), loss 3.85 -> 0.02
+    fine-tuned the last 2 of 30 layers (7.1 M of 134.5 M parameters) on 6 examples: 10 steps in 15.2 s (CPU 10.5 s), loss 3.85 -> 0.02
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +133,9 @@ def finetune(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    with _no_progress_bars():
+        tokenizer = AutoTokenizer.from_pretrained(base_path)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     layers = model.model.layers
     trainable = _freeze_all_but_top(model, last_layers)
 
@@ -159,7 +162,8 @@ def finetune(
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     model.eval()
 
-    _save(model, tokenizer, base_path, out_path, overwrite, examples, steps, last_layers, lr)
+    with _no_progress_bars():
+        _save(model, tokenizer, base_path, out_path, overwrite, examples, steps, last_layers, lr)
     return FineTuneResult(
         base=base_path, output=out_path, steps=steps, examples=len(examples),
         trainable_layers=last_layers, total_layers=len(layers),
@@ -182,6 +186,20 @@ def _check_args(examples: tuple[Example, ...], steps: int, lr: float, output: Pa
         raise FineTuneError(f"lr={lr!r} must be positive (3e-4 works for the last 4 layers).")
     if output.exists() and any(output.iterdir() if output.is_dir() else [output]) and not overwrite:
         raise FineTuneError(f"{output} already exists: pass overwrite=True or choose another output folder.")
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Hide transformers' loading/writing bars (their rates change every run), then restore the setting."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _layer_count(base: Path) -> int:
