@@ -64,23 +64,15 @@ class TestLoadFormats:
 
 
 class TestQuantized:
-    def test_is_gptq_detected_from_config_and_sensible(self, vllm_engines, gptq_model):
-        """Does the GPTQ repo load without quantization= (auto-detected) and still answer sensibly?"""
-        llm, report = vllm_engines(gptq_model)
+    @pytest.mark.parametrize("fixture, method", [("gptq_model", "gptq"), ("awq_model", "awq")])
+    def test_is_the_method_detected_from_config_and_the_answer_sensible(self, vllm_engines, request, fixture, method):
+        """Does each 4-bit repo load without quantization= (auto-detected) and still answer sensibly?"""
+        llm, report = vllm_engines(request.getfixturevalue(fixture))
         answer = greedy_answer(llm)
         vllm_engines.release_all()
-        assert report.quantization == "gptq"
+        assert report.quantization == method
         assert "Paris" in answer or "France" in answer, answer
         assert report.checkpoint_gib is not None and report.checkpoint_gib < 0.2
-
-
-    def test_is_awq_detected_from_config_and_sensible(self, vllm_engines, awq_model):
-        """Does the AWQ repo load by auto-detection and still answer sensibly?"""
-        llm, report = vllm_engines(awq_model)
-        answer = greedy_answer(llm)
-        vllm_engines.release_all()
-        assert report.quantization == "awq"
-        assert "Paris" in answer or "France" in answer, answer
 
 
 class TestRelease:
