@@ -182,8 +182,9 @@ class Course:
         return self.root / "grading" / "feedback" / student / exercise / notebook_name(exercise).replace(".ipynb", ".html")
 
     def scores(self, student: str, exercise: str) -> dict[str, float]:
-        """grade_id -> auto score of each auto-graded cell, from the gradebook."""
-        return {name: auto for name, (auto, _) in self.grades(student, exercise).items() if auto is not None}
+        """grade_id -> auto score of each auto-graded (test) cell, from the gradebook."""
+        tests = auto_cells(self.solution(exercise))
+        return {name: auto for name, (auto, _) in self.grades(student, exercise).items() if name in tests}
 
     def grades(self, student: str, exercise: str) -> dict[str, tuple[float | None, bool]]:
         """grade_id -> (auto score or None, needs manual grading) for every graded cell."""
@@ -193,6 +194,10 @@ class Course:
         with Gradebook(f"sqlite:///{self.root / 'grading' / 'gradebook.db'}") as gb:
             submitted = gb.find_submission_notebook(notebook, exercise, student)
             return {g.name: (g.auto_score, bool(g.needs_manual_grade)) for g in submitted.grades}
+
+    def solution(self, exercise: str):
+        """The source notebook as it was copied (the repo's may change while the pipeline runs)."""
+        return nbformat.read(str(self.root / "solutions" / exercise / notebook_name(exercise)), 4)
 
     def release(self, exercise: str):
         """The release nbgrader generated in this copy (submissions are built from it)."""
@@ -246,7 +251,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     roster.write_text("id,last_name,first_name,email\n" + "".join(f"{s},{s},Test,\n" for s in students[1:] + ["endless-loop"]))
     graded.nbgrader("db", "student", "import", str(roster))
     for exercise in EXERCISES:
-        solution, release = solution_nb(exercise), graded.release(exercise)
+        solution, release = graded.solution(exercise), graded.release(exercise)
         graded.submit("solution", exercise, solution_as_submitted(solution))
         graded.submit("release", exercise, release)
         graded.submit("part1", exercise, part1_submission(solution, release))
@@ -256,7 +261,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
         graded.nbgrader("autograde", exercise)
         timings[exercise] = time.perf_counter() - start
     first = EXERCISES[0]
-    graded.submit("endless-loop", first, endless_loop_submission(solution_nb(first), graded.release(first)))
+    graded.submit("endless-loop", first, endless_loop_submission(graded.solution(first), graded.release(first)))
     start = time.perf_counter()
     graded.nbgrader("autograde", first, "--student=endless-loop", f"--Execute.timeout={LOOP_TIMEOUT_S}")
     timings["endless-loop"] = time.perf_counter() - start
@@ -332,7 +337,7 @@ class TestGenerateAssignment:
     def test_does_the_release_hide_solutions_and_hidden_tests(self, course, exercise):
         """Is each graded cell released without its hidden region, and each answer cell as a stub?"""
         released = {nbgrader_meta(c).get("grade_id"): c for c in course.release(exercise).cells}
-        for cell in solution_nb(exercise).cells:
+        for cell in course.solution(exercise).cells:
             meta = nbgrader_meta(cell)
             if meta.get("grade") and not meta.get("solution"):
                 assert released[meta["grade_id"]].source.rstrip() == without_hidden_tests(cell.source)
@@ -347,9 +352,9 @@ class TestGenerateAssignment:
 class TestAutograde:
     def test_does_the_solution_get_full_marks_on_every_graded_cell(self, course, exercise):
         """Does the instructor's solution, submitted as a learner would, score every point of every cell?"""
-        expected = {k: float(v) for k, v in auto_cells(solution_nb(exercise)).items()}
+        expected = {k: float(v) for k, v in auto_cells(course.solution(exercise)).items()}
         assert course.scores("solution", exercise) == expected, _errors(course.autograded("solution", exercise))
-        manual = set(grade_cells(solution_nb(exercise))) - set(expected)
+        manual = set(grade_cells(course.solution(exercise))) - set(expected)
         assert {k for k, (_, needs) in course.grades("solution", exercise).items() if needs} <= manual
 
     def test_does_the_unmodified_release_score_zero(self, course, exercise):
@@ -359,8 +364,8 @@ class TestAutograde:
 
     def test_does_solving_part_one_score_exactly_its_points(self, course, exercise):
         """With only Part 1 answered, are exactly Part 1's graded cells scored, in full?"""
-        name, points, ids = parts(solution_nb(exercise))[0]
-        full = auto_cells(solution_nb(exercise))
+        name, points, ids = parts(course.solution(exercise))[0]
+        full = auto_cells(course.solution(exercise))
         expected = {gid: float(full[gid]) if gid in ids else 0.0 for gid in full}
         scores = course.scores("part1", exercise)
         assert scores == expected, _errors(course.autograded("part1", exercise))
@@ -384,7 +389,7 @@ class TestTimeout:
         assert errors and any(o.ename in ("CellTimeoutError", "KeyboardInterrupt") for o in errors), loop.outputs
         after = nb.cells[nb.cells.index(loop) + 1:]
         assert all(c.execution_count for c in after if c.cell_type == "code"), "cells after the loop did not run"
-        name, points, ids = parts(solution_nb(exercise))[0]
+        name, points, ids = parts(course.solution(exercise))[0]
         scores = course.scores("endless-loop", exercise)
         assert sum(scores.values()) == points and all(scores[i] > 0 for i in ids), scores
 
@@ -393,7 +398,7 @@ class TestTimeout:
 class TestFeedback:
     def test_does_feedback_show_scores_but_no_hidden_test_source(self, course, exercise):
         """Does every student's feedback HTML carry the score but not one line of the hidden tests?"""
-        lines = hidden_lines(solution_nb(exercise), course.release(exercise))
+        lines = hidden_lines(course.solution(exercise), course.release(exercise))
         assert lines, "this exercise has no hidden tests"
         autograded = json.dumps(course.autograded("solution", exercise).cells)
         assert all(json.dumps(line)[1:-1] in autograded for line in lines), "autograde should run the hidden tests"
@@ -403,7 +408,7 @@ class TestFeedback:
             assert not leaked, f"{student}'s feedback shows hidden test source: {leaked[:3]}"
             assert "BEGIN HIDDEN TESTS" not in text
         solution_text = html_text(course.feedback("solution", exercise))
-        got, total = sum(course.scores("solution", exercise).values()), sum(grade_cells(solution_nb(exercise)).values())
+        got, total = sum(course.scores("solution", exercise).values()), sum(grade_cells(course.solution(exercise)).values())
         assert re.search(rf"Score:\s*{got:g}(\.0)?\s*/\s*{total:g}(\.0)?", solution_text), "the feedback should show the score"
 
 
@@ -413,12 +418,12 @@ class TestExport:
         with open(course.root / "grading" / "grades.csv", newline="", encoding="utf-8") as fh:
             rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(fh)}
         for exercise in EXERCISES:
-            total = sum(grade_cells(solution_nb(exercise)).values())
+            total = sum(grade_cells(course.solution(exercise)).values())
             for student in ["solution", "release", "part1"]:
                 row = rows[(exercise, student)]
                 assert float(row["max_score"]) == total
                 assert float(row["score"]) == sum(course.scores(student, exercise).values())
-        assert float(rows[(EXERCISES[0], "solution")]["score"]) == sum(auto_cells(solution_nb(EXERCISES[0])).values())
+        assert float(rows[(EXERCISES[0], "solution")]["score"]) == sum(auto_cells(course.solution(EXERCISES[0])).values())
 
 
 def _errors(nb) -> str:
