@@ -434,3 +434,4 @@ def _errors(nb) -> str:
             if o.output_type == "error":
                 out.append(f"{nbgrader_meta(cell).get('grade_id', cell.get('id'))}: {o.ename}: {o.evalue[:300]}")
     return "\n".join(out) or "no error outputs"
+

@@ -1,0 +1,124 @@
+"""`vllm_course.grading`, the checks the exercises' hidden tests call: on real caches, folders and hubs.
+
+The pipeline test (test_nbgrader_pipeline.py) runs them inside real autograding; these pin down
+each check's verdict and message on its own, without a kernel or vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from vllm_course import config, models
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """A private course hub and a cache holding the json files of the base model, downloaded through it."""
+    from huggingface_hub import snapshot_download
+
+    from vllm_course import hub
+
+    cache = tmp_path_factory.mktemp("grading-cache")
+    with hub.start(port=0) as private:
+        snapshot_download(config.BASE_MODEL, cache_dir=cache, endpoint=private.url, allow_patterns=["*.json"])
+        yield private, cache
+
+
+class TestGradingChecks:
+    """`vllm_course.grading` on real caches, folders and hubs (no kernel, no vLLM)."""
+
+    def test_does_cached_snapshot_map_each_file_to_a_blob_that_hashes_to_its_name(self, served):
+        """Does the scan find the main revision, and do its blobs pass the hash check?"""
+        from vllm_course import grading
+
+        snap = grading.cached_snapshot(config.BASE_MODEL, cache_dir=served[1])
+        assert snap.files == ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+        assert all(blob.parent.name == "blobs" for blob in snap.blobs.values())
+        grading.check_blobs(snap)
+
+    def test_is_a_corrupted_blob_reported_by_name(self, served, tmp_path):
+        """After one byte of a blob changes, does check_blobs name that file as corrupt?"""
+        from vllm_course import grading
+        from vllm_course.errors import GradingCheckError
+
+        cache = tmp_path / "cache"
+        shutil.copytree(served[1], cache, symlinks=True)
+        snap = grading.cached_snapshot(config.BASE_MODEL, cache_dir=cache)
+        blob = snap.blobs["config.json"]
+        blob.write_bytes(blob.read_bytes().replace(b"llama", b"LLAMA"))
+        with pytest.raises(GradingCheckError, match=r"The blob of config.json \(\w+\) does not hash to its name"):
+            grading.check_blobs(snap)
+
+    def test_is_a_repo_missing_from_the_cache_a_grading_error(self, served):
+        """Does looking up a repo that is not cached fail with a message naming it?"""
+        from vllm_course import grading
+        from vllm_course.errors import GradingCheckError
+
+        with pytest.raises(GradingCheckError, match=f"{config.BIN_MODEL} is not in the cache"):
+            grading.cached_snapshot(config.BIN_MODEL, cache_dir=served[1])
+
+    def test_do_weight_downloads_count_full_downloads_per_weight_file(self):
+        """Are full downloads counted per weight file, with ranged reads, HEADs and other repos left out?"""
+        from vllm_course import grading
+        from vllm_course.hub import FileStats, HubStats
+
+        stats = HubStats(files=(
+            FileStats(config.BASE_MODEL, "model.safetensors", full_downloads=1, ranged_reads=2, heads=3),
+            FileStats(config.BASE_MODEL, "config.json", full_downloads=4),
+            FileStats(config.BIN_MODEL, "pytorch_model.bin", full_downloads=5),
+        ))
+        assert grading.weight_downloads(stats, config.BASE_MODEL) == {"model.safetensors": 1}
+        assert grading.weight_downloads(HubStats(), config.BASE_MODEL) == {"model.safetensors": 0}
+        grading.check_each_weight_downloaded_once(stats, config.BASE_MODEL)
+        with pytest.raises(AssertionError, match="model.safetensors 0 time"):
+            grading.check_each_weight_downloaded_once(HubStats(), config.BASE_MODEL)
+
+    def test_does_the_folder_check_name_a_link_and_a_missing_file(self, tmp_path):
+        """Does a local_dir copy pass, and fail when one file is a link or is missing, naming it?"""
+        from vllm_course import grading
+        from vllm_course.errors import GradingCheckError
+
+        source = models.require(config.BASE_MODEL)
+        for name in grading.repo_files(config.BASE_MODEL):
+            os.link(source / name, tmp_path / name)  # same bytes, no copy
+        grading.check_folder_matches_repo(tmp_path, config.BASE_MODEL)
+        (tmp_path / "config.json").unlink()
+        (tmp_path / "config.json").symlink_to(source / "config.json")
+        with pytest.raises(GradingCheckError, match="config.json is a link"):
+            grading.check_folder_matches_repo(tmp_path, config.BASE_MODEL)
+        (tmp_path / "config.json").unlink()
+        with pytest.raises(GradingCheckError, match="config.json is missing"):
+            grading.check_folder_matches_repo(tmp_path, config.BASE_MODEL)
+
+    def test_does_the_sentinel_log_a_request_and_go_silent_when_stopped(self):
+        """Does a sentinel hub serve nothing, log each request, and stop answering once stopped?"""
+        import httpx
+
+        from vllm_course import grading
+
+        sentinel = grading.sentinel_hub()
+        try:
+            answer = httpx.get(f"{sentinel.url}/api/models/{config.BASE_MODEL}", trust_env=False)
+            assert answer.status_code == 404
+            assert grading.hub_stats(sentinel.url).requests == 1
+            assert grading.endpoint_answers(sentinel.url)
+        finally:
+            sentinel.stop()
+        assert not grading.endpoint_answers(sentinel.url)
+
+    def test_does_the_probe_see_the_offline_flag_only_when_the_child_gets_it(self, tmp_path):
+        """Does the probe report huggingface_hub's own flag: True with HF_HUB_OFFLINE=1, False without?"""
+        from vllm_course import grading
+
+        probe = grading.write_probe(tmp_path)
+        seen = []
+        for env in (grading.offline_env(), {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}):
+            done = subprocess.run([grading.python(), str(probe), "a", "b c"], env=env, capture_output=True, text=True,
+                                  timeout=120, check=True)
+            seen.append(json.loads(done.stdout.splitlines()[-1]))
+        assert [s["offline"] for s in seen] == [True, False]
+        assert seen[0]["argv"] == ["a", "b c"]
