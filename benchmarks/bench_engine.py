@@ -53,7 +53,8 @@ def main() -> None:
                          ("multi-process (vLLM default)", True)):
         runs = [_start(base, multi) for _ in range(args.repeats)]
         medians[multi] = statistics.median(r["seconds"] for r in runs)
-        print(f"  {label:48s} {medians[multi]:6.1f} s   runs: {', '.join(f'{r['seconds']:.1f}' for r in runs)}")
+        each = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+        print(f"  {label:48s} {medians[multi]:6.1f} s   runs: {each}")
     print(f"  ratio multi-process / in-process: {medians[True] / medians[False]:.1f}x\n")
 
     print(f"{'variant':42s} {'weights on disk':>16s} {'vLLM checkpoint size':>22s}")
