@@ -7,7 +7,8 @@ Each model is measured in a fresh Python process (so process RSS is not inherite
 before), after a warm-up run, with `--repeats` measured runs per workload: a batch of `--prompts`
 prompts, and a single prompt, each generating `--max-tokens` tokens. With `--rounds 2` or more the
 order alternates (bf16, GPTQ, AWQ, then AWQ, GPTQ, bf16 ...) so a machine that gets busier during
-the run does not favour one model; the last table gives the median of each ratio over the rounds.
+the run does not favour one model; the last tables give the median of each ratio over the rounds and
+the fastest run of each model (interference from other work only ever slows a run down).
 
 This machine is shared and noisy: read the ratios of one run, not absolute figures, and re-run
 before quoting anything.
@@ -67,6 +68,7 @@ def main() -> None:
     print(f"workload: batch {args.prompts} x {args.max_tokens} tokens and 1 x {args.max_tokens}, "
           f"1 warm-up + {args.repeats} runs each, a fresh process per model\n")
     ratios: dict[str, dict[str, list[float]]] = {}
+    best: dict[str, dict[str, float]] = {}
     comparison = None
     for round_no in range(args.rounds):
         order = labels if round_no % 2 == 0 else labels[::-1]
@@ -77,6 +79,10 @@ def main() -> None:
         for r in comparison.results:
             print(f"  {r.label:5s} batch runs {_runs(r.batch)}   single runs {_runs(r.single)}")
         print()
+        for r in comparison.results:
+            for kind, runs in (("batch", r.batch), ("single", r.single)):
+                if runs is not None:
+                    best.setdefault(r.label, {})[kind] = max(best.get(r.label, {}).get(kind, 0.0), runs.high)
         for label, per_metric in comparison.ratios().items():
             for metric, value in per_metric.items():
                 if value is not None:
@@ -85,6 +91,15 @@ def main() -> None:
         print(f"median ratio to bf16 over {args.rounds} rounds")
         for label, per_metric in ratios.items():
             print(f"  {label:5s} " + "  ".join(f"{m} {statistics.median(v):.2f}x" for m, v in per_metric.items()))
+    print(f"\nfastest run of each model over {args.rounds} round(s): other work on the machine only slows a run")
+    print("down, so the fastest run is the least disturbed estimate of what the hardware can do")
+    base = best.get(labels[0], {})
+    for label, kinds in best.items():
+        parts = []
+        for kind, rate in kinds.items():
+            ratio = f" ({rate / base[kind]:.2f}x)" if label != labels[0] and base.get(kind) else ""
+            parts.append(f"{kind} {rate:.1f} tok/s{ratio}")
+        print(f"  {label:5s} " + "   ".join(parts))
     if args.png and comparison is not None:
         bench.plot(comparison, args.png)
         print(f"chart: {args.png}")

@@ -356,6 +356,8 @@ def compare(models: dict[str, str], **options: Any) -> Comparison:
 def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
     """Side-by-side bars for weights, process memory and tokens/s, with ratios to the baseline.
 
+    Tokens/s bars show the median run, with whiskers from the slowest to the fastest run.
+
     Args:
         comparison: what `compare` returned (or `Comparison((bf16_result, gptq_result))`).
         path: also save the chart there as PNG.
@@ -375,14 +377,19 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
         for j, metric in enumerate(group):
             xs = [i + (j - (len(group) - 1) / 2) * width for i in range(len(labels))]
             values = [comparison.value(r, metric) or 0.0 for r in comparison.results]
-            bars = ax.bar(xs, values, width * 0.95, label=metric if len(group) > 1 else None)
-            for bar, r in zip(bars, comparison.results):
+            runs = [_runs(r, metric) for r in comparison.results]
+            spread = None
+            if all(runs):  # tokens/s: the bar is the median, the whisker spans the fastest and slowest run
+                spread = [[v - t.low for v, t in zip(values, runs)], [t.high - v for v, t in zip(values, runs)]]
+            bars = ax.bar(xs, values, width * 0.95, yerr=spread, capsize=3,
+                          label=metric if len(group) > 1 else None)
+            for bar, r, t in zip(bars, comparison.results, runs):
                 ratio = comparison.ratio(r, metric)
                 text = METRICS[metric][2].format(bar.get_height())
                 if r is not comparison.baseline and ratio is not None:
                     text += f"\n{ratio:.2f}x"
-                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=8)
+                top = max(bar.get_height(), t.high if t else 0.0)
+                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, top), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(labels)), labels)
         ax.set_title(title, fontsize=10)
         ax.margins(y=0.25)
@@ -394,3 +401,8 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def _runs(result: BenchResult, metric: str) -> Throughput | None:
+    """The measured runs behind a tokens/s metric (None for other metrics)."""
+    return {"batch tok/s": result.batch, "single tok/s": result.single}.get(metric)
