@@ -239,7 +239,11 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     shutil.copy2(ROOT / "nbgrader_config.py", root)
     shutil.copytree(ROOT / "solutions", root / "solutions")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VLLM_COURSE"))}
-    env.update(VLLM_COURSE_HOME=str(home), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    # A port of its own for the shared hub a graded notebook's setup() starts: a hub left on the
+    # default port by another test (or `make lab`) serves another root and would be refused.
+    hub_port = _free_port()
+    env.update(VLLM_COURSE_HOME=str(home), VLLM_COURSE_HUB_PORT=str(hub_port),
+               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
     graded = Course(root, env)
     timings: dict[str, float] = {}
 
@@ -270,7 +274,17 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     graded.nbgrader("export", "--to=grading/grades.csv")
     print("autograde seconds:", {k: round(v) for k, v in timings.items()})
     yield graded
+    subprocess.run([sys.executable, "-m", "vllm_course", "hub", "stop", "--port", str(hub_port)],
+                   env=env, capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)  # scratch caches hold copies of the model
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------- the sources (no kernel)
