@@ -363,7 +363,7 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
         path: also save the chart there as PNG.
 
     Returns:
-        The matplotlib Figure (a notebook shows it as an image).
+        The matplotlib Figure: a notebook shows it when it is the cell's last expression.
     """
     import matplotlib.pyplot as plt
 
@@ -371,6 +371,7 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
               (("batch tok/s", "single tok/s"), "generated tokens/s")]
     labels = [r.label for r in comparison.results]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    plt.close(fig)  # pyplot forgets it: a notebook shows it once, as the cell's value, not again at the end
     for ax, (metrics, title) in zip(axes, panels):
         group = (metrics,) if isinstance(metrics, str) else metrics
         width = 0.8 / len(group)
