@@ -106,10 +106,15 @@ def part1_submission(solution, release):
     return nb
 
 
+def last_code_answer(nb):
+    """The last answer cell a learner writes code in (a written answer, a markdown cell, has no outputs)."""
+    return [c for c in nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code"][-1]
+
+
 def endless_loop_submission(solution, release):
-    """Part 1 solved, and the last answer cell replaced by an endless loop."""
+    """Part 1 solved, and the last code answer cell replaced by an endless loop."""
     nb = part1_submission(solution, release)
-    last = [c for c in nb.cells if nbgrader_meta(c).get("solution")][-1]
+    last = last_code_answer(nb)
     last.source = "while True:  # never ends: the autograder must time this cell out\n    pass"
     return nb
 
@@ -397,8 +402,7 @@ class TestTimeout:
         """Is the looping cell stopped with a timeout error, Part 1 still scored, and every later cell run?"""
         exercise = EXERCISES[0]
         nb = course.autograded("endless-loop", exercise)
-        answers = [c for c in nb.cells if nbgrader_meta(c).get("solution")]
-        loop = answers[-1]
+        loop = last_code_answer(nb)
         errors = [o for o in loop.outputs if o.output_type == "error"]
         assert errors and any(o.ename in ("CellTimeoutError", "KeyboardInterrupt") for o in errors), loop.outputs
         after = nb.cells[nb.cells.index(loop) + 1:]
