@@ -30,3 +30,20 @@ def test_does_a_quiet_load_hide_warnings_from_handlers_made_before_it():
     shown = done.stdout.strip().splitlines()[-1]
     assert "warned during the load" not in shown
     assert "warned after the load" in shown
+
+
+def test_does_a_quiet_load_hide_progress_widgets_in_a_kernel():
+    """In a real Jupyter kernel tqdm.auto draws widgets (vLLM's "Loading safetensors checkpoint shards"):
+    is a bar inside `load_report()` kept out of the cell, and a bar after it shown?"""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfrom vllm_course.engine import load_report"),
+        nbformat.v4.new_code_cell('with load_report("none"):\n    for _ in tqdm(range(3), desc="inside the load"):\n        pass'),
+        nbformat.v4.new_code_cell('for _ in tqdm(range(3), desc="after the load"):\n    pass'),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    inside, after = (str(cell.outputs) for cell in nb.cells[1:])
+    assert "widget-view" in after and "after the load" in after, after  # the kernel really draws widgets
+    assert "inside the load" not in inside and "widget-view" not in inside, inside

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config, formats
+from . import config, console, formats
 from .errors import WeightFormatError
 
 _VLLM_LOGGER = "vllm"
@@ -278,77 +278,14 @@ def _gpu_visible_cheaply() -> bool:
 
 
 @contextlib.contextmanager
-def _silenced(quiet: bool) -> Iterator[_Captured]:
-    captured = _Captured()
+def _silenced(quiet: bool) -> Iterator[console.Captured]:
+    """vLLM's console log limited to errors, and everything else written to the console kept aside."""
     if not quiet:
-        yield captured
+        yield console.Captured()
         return
     quiet_vllm(True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
-            with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()), \
-                    _console_handlers_muted(consoles):
-                yield captured
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
-
-
-@contextlib.contextmanager
-def _console_handlers_muted(consoles: tuple[Any, ...]) -> Iterator[None]:
-    """Point logging handlers that write to the console at nothing, for the block.
-
-    Libraries such as torch create `StreamHandler(sys.stderr)` at import and keep that stream
-    object: in a Jupyter kernel their warnings ("Triton not available", with a timestamp and pid)
-    bypass `redirect_stderr` and the fd redirect. vLLM's own handlers are left alone (`quiet_vllm`
-    already limits them to errors).
-    """
-    loggers = [logging.getLogger()] + [
-        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
-        if isinstance(logger, logging.Logger) and not name.startswith(_VLLM_LOGGER)
-    ]
-    swapped = []
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
-                    and any(handler.stream is c for c in consoles):
-                swapped.append((handler, handler.setStream(_NullText())))
-    try:
-        yield
-    finally:
-        for handler, stream in swapped:
-            handler.setStream(stream)
-
-
-class _Captured:
-    text = ""
-
-    def splitlines(self) -> list[str]:
-        return self.text.splitlines()
-
-
-class _NullText:
-    """A text stream that drops what is written (tqdm bars and prints during a quiet load)."""
-
-    def write(self, data: str) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
+    with console.captured(skip_loggers=_VLLM_LOGGER) as captured:
+        yield captured
 
 
 def _write_logging_config() -> Path:
@@ -389,24 +326,8 @@ def _local_folder(model: str, revision: str | None) -> Path | None:
 def _import_vllm() -> None:
     if "vllm" not in sys.modules:
         prepare_environment()
-        with _silenced_fds():
+        with console.discarded():
             from vllm import LLM  # noqa: F401 - configures vLLM logging; prints torch notices
-
-
-@contextlib.contextmanager
-def _silenced_fds() -> Iterator[None]:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with open(os.devnull, "wb") as sink:
-        try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            yield
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 def _model_from_log(lines: tuple[str, ...]) -> str:

@@ -1,0 +1,124 @@
+"""Keep a library's console output out of a notebook cell, and keep it for later.
+
+vLLM, torch and C++ extensions write to the console in three ways: Python's `sys.stdout`/`sys.stderr`,
+logging handlers that hold on to the stream object they were created with, and the process's file
+descriptors 1 and 2 (C++ warnings, subprocesses); in Jupyter, tqdm.auto also draws widgets.
+`captured()` covers all of them for one block and returns the text; `discarded()` drops what is written to the descriptors (an import's notices).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+
+class Captured:
+    """The text written to the console during a `captured()` block (filled in when it ends)."""
+
+    text = ""
+
+    def splitlines(self) -> list[str]:
+        return self.text.splitlines()
+
+
+@contextlib.contextmanager
+def captured(skip_loggers: str = "") -> Iterator[Captured]:
+    """Send the console (Python streams, console log handlers, fds 1 and 2) to a temporary file.
+
+    Args:
+        skip_loggers: loggers whose name starts with this keep their handlers (vLLM's own, which
+            the caller limits to errors instead).
+    """
+    box = Captured()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            for fd in (1, 2):
+                os.dup2(sink.fileno(), fd)
+            consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
+            with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()), \
+                    _console_handlers_muted(consoles, skip_loggers), _displays_dropped():
+                yield box
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            box.text = sink.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def discarded() -> Iterator[None]:
+    """Drop what is written to file descriptors 1 and 2 during the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with open(os.devnull, "wb") as sink:
+        try:
+            for fd in (1, 2):
+                os.dup2(sink.fileno(), fd)
+            yield
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+@contextlib.contextmanager
+def _displays_dropped() -> Iterator[None]:
+    """In a Jupyter kernel, drop rich displays for the block: tqdm.auto draws its bars as widgets."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is None:
+        yield
+        return
+    from IPython.utils.capture import capture_output
+
+    with capture_output(stdout=False, stderr=False, display=True):
+        yield
+
+
+@contextlib.contextmanager
+def _console_handlers_muted(consoles: tuple[Any, ...], skip_loggers: str) -> Iterator[None]:
+    """Point logging handlers that write to the console at nothing, for the block.
+
+    Libraries such as torch create `StreamHandler(sys.stderr)` at import and keep that stream
+    object: in a Jupyter kernel their warnings ("Triton not available", with a timestamp and pid)
+    bypass `redirect_stderr` and the fd redirect.
+    """
+    loggers = [logging.getLogger()] + [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and not (skip_loggers and name.startswith(skip_loggers))
+    ]
+    swapped = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
+                    and any(handler.stream is c for c in consoles):
+                swapped.append((handler, handler.setStream(_NullText())))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
+
+
+class _NullText:
+    """A text stream that drops what is written (tqdm bars and prints during a quiet load)."""
+
+    def write(self, data: str) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
