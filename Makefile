@@ -49,7 +49,8 @@ NBVAL_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/lessons
 
 test: models
 	$(PY) -m pytest -q -rs tests
-	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) tests/nbval_sanitizers.py > $(VENV)/nbval_sanitize.cfg  # tests/nbval_sanitize.cfg + this course home
+	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
 
 clean-venv:
 	rm -rf $(VENV)
