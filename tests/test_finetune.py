@@ -65,7 +65,8 @@ class TestBatch:
 @pytest.mark.slow
 class TestRealFineTune:
     @pytest.fixture(scope="class")
-    def tuned(self, base_model, tmp_path_factory) -> finetune.FineTuneResult:
+    @classmethod
+    def tuned(cls, base_model, tmp_path_factory) -> finetune.FineTuneResult:
         return finetune.finetune(base_model, tmp_path_factory.mktemp("ft") / "SmolLM2-135M-Instruct-ft")
 
     def test_does_the_loss_fall(self, tuned):
