@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -286,3 +287,30 @@ class TestStartStop:
         assert time.monotonic() - start < 5
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         hub.check_endpoint()  # offline: nothing to check
+
+
+class TestWatch:
+    def test_does_hub_watch_print_each_request_as_it_happens(self, tiny_hub, hf_env):
+        """Does `hub watch` print the HEAD and the full download of a file fetched while it runs, and only those?"""
+        download_file(hf_env, "config.json")  # before the watch: must not be printed
+        watch = subprocess.Popen([sys.executable, "-m", "vllm_course", "hub", "watch", "--port", str(tiny_hub.port),
+                                  "--seconds", "4", "--interval", "0.2"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert watch.stdout.readline().startswith("watching the course hub")
+            download_file(hf_env, "model.safetensors")
+            out, err = watch.communicate(timeout=60)
+        finally:
+            watch.kill()
+        assert watch.returncode == 0, err
+        lines = out.splitlines()
+        assert any(re.search(r"HEAD 200 head +org/tiny  model\.safetensors$", line) for line in lines), out
+        assert any(re.search(r"GET  200 download +org/tiny  model\.safetensors  \d+ B$", line) for line in lines), out
+        assert not any("config.json" in line for line in lines), out
+
+    def test_does_hub_watch_say_when_no_hub_answers(self, course_home):
+        """Does `hub watch` on a port where nothing listens end at once with a one-line error?"""
+        done = subprocess.run([sys.executable, "-m", "vllm_course", "hub", "watch", "--port", "9"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:"), done.stderr

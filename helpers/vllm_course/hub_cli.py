@@ -1,9 +1,10 @@
-"""`python -m vllm_course hub serve|start|stop|status`: the course hub from the command line.
+"""`python -m vllm_course hub serve|start|stop|status|watch`: the course hub from the command line.
 
     serve    run in the foreground (Ctrl-C stops it)
     start    run in the background; waits until it answers; reuses a hub already on the port
     stop     stop the background hub recorded for the port
     status   list recorded hubs and whether they answer
+    watch    print each request the hub answers, as it happens (for a live demo: Ctrl-C stops it)
 
 Background hubs are recorded in `<course home>/hub/<port>.json` (pid, port, root, log file).
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 from . import config
@@ -42,6 +45,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     cmd = actions.add_parser("status", help="show recorded hubs")
     cmd.add_argument("--json", action="store_true", help="print JSON")
     cmd.set_defaults(func=_status)
+
+    cmd = actions.add_parser("watch", help="print each request the hub answers (Ctrl-C stops)")
+    cmd.add_argument("--port", type=int, default=config.HUB_PORT, help="port (default %(default)s)")
+    cmd.add_argument("--seconds", type=float, default=None, help="stop after this long (default: never)")
+    cmd.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    cmd.set_defaults(func=_watch)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -94,3 +103,39 @@ def _status(args: argparse.Namespace) -> int:
         state = "running" if h["running"] else "not answering"
         print(f"{h['url']}  {state}  pid {h.get('pid')}  root {h.get('root')}  log {h.get('log')}")
     return 0 if any(h["running"] for h in hubs) else 1
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .errors import HubUnreachableError
+    from .hub import stats
+
+    try:
+        last = max((r.time for r in stats(args.port).recent), default=0.0)
+    except HubUnreachableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"watching the course hub on port {args.port} (Ctrl-C stops)", flush=True)
+    end = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while end is None or time.monotonic() < end:
+            time.sleep(args.interval)
+            for record in stats(args.port).recent:  # the last 500, oldest first; also after a reset
+                if record.time > last:
+                    print(_request_line(record), flush=True)
+                    last = record.time
+    except KeyboardInterrupt:
+        pass
+    except HubUnreachableError:
+        print("the hub stopped answering", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _request_line(record) -> str:
+    """`12:00:01  GET  200 download  course/SmolLM2-135M-Instruct  model.safetensors  269.1 MB`."""
+    what = f"{record.repo_id}  {record.file}" if record.repo_id and record.file else record.path
+    size = f"  {record.bytes_sent / 1e6:.1f} MB" if record.bytes_sent >= 100_000 else \
+        (f"  {record.bytes_sent} B" if record.bytes_sent else "")
+    ranged = f"  Range {record.range}" if record.range else ""
+    stamp = datetime.fromtimestamp(record.time).strftime("%H:%M:%S")
+    return f"{stamp}  {record.method:4s} {record.status} {record.kind:9s} {what}{ranged}{size}"
