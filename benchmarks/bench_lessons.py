@@ -28,7 +28,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
-    notebooks = [p.resolve() for p in args.notebooks] or [ROOT / "notebooks/00_start_here.ipynb", *sorted((ROOT / "notebooks/lessons").glob("*.ipynb"))]
+    notebooks = [p.resolve() for p in args.notebooks] or [
+        ROOT / "notebooks/00_start_here.ipynb", *sorted((ROOT / "notebooks/lessons").glob("*.ipynb"))]
     cfg = ROOT / ".venv" / "nbval_sanitize.cfg"
     cfg.write_text(sanitizers(), encoding="utf-8")
     seconds: dict[str, list[float]] = {}
