@@ -3,7 +3,8 @@
 vLLM, torch and C++ extensions write to the console in three ways: Python's `sys.stdout`/`sys.stderr`,
 logging handlers that hold on to the stream object they were created with, and the process's file
 descriptors 1 and 2 (C++ warnings, subprocesses); in Jupyter, tqdm.auto also draws widgets.
-`captured()` covers all of them for one block and returns the text; `discarded()` drops what is written to the descriptors (an import's notices).
+`captured()` covers all of them for one block and returns the text; `discarded()` drops what is
+written to the descriptors (an import's notices).
 """
 
 from __future__ import annotations
@@ -35,23 +36,14 @@ def captured(skip_loggers: str = "") -> Iterator[Captured]:
             the caller limits to errors instead).
     """
     box = Captured()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with tempfile.TemporaryFile(mode="w+b") as sink:
         try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
-            with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()), \
-                    _console_handlers_muted(consoles, skip_loggers), _displays_dropped():
-                yield box
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
+            with _fds_to(sink.fileno()):
+                consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
+                with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()), \
+                        _console_handlers_muted(consoles, skip_loggers), _displays_dropped():
+                    yield box
+        finally:  # also when the block raises: the text is what explains the error
             sink.seek(0)
             box.text = sink.read().decode("utf-8", "replace")
 
@@ -59,18 +51,26 @@ def captured(skip_loggers: str = "") -> Iterator[Captured]:
 @contextlib.contextmanager
 def discarded() -> Iterator[None]:
     """Drop what is written to file descriptors 1 and 2 during the block."""
+    with open(os.devnull, "wb") as sink, _fds_to(sink.fileno()):
+        yield
+
+
+@contextlib.contextmanager
+def _fds_to(fileno: int) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at `fileno` for the block; Python's streams are flushed around it."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with open(os.devnull, "wb") as sink:
-        try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            yield
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
+    try:
+        for fd in (1, 2):
+            os.dup2(fileno, fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import config
+
+if TYPE_CHECKING:
+    from .hub.log import RequestRecord
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -131,7 +135,7 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _request_line(record) -> str:
+def _request_line(record: RequestRecord) -> str:
     """`12:00:01  GET  200 download  course/SmolLM2-135M-Instruct  model.safetensors  269.1 MB`."""
     what = f"{record.repo_id}  {record.file}" if record.repo_id and record.file else record.path
     size = f"  {record.bytes_sent / 1e6:.1f} MB" if record.bytes_sent >= 100_000 else \
