@@ -11,7 +11,7 @@ DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(DEVICE)
 LAB_PORT ?= 8888
 
-.PHONY: lab test venv models hub-start hub-stop clean-venv
+.PHONY: lab test venv models quick-models hub-start hub-stop clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,13 +34,19 @@ venv: $(STAMP)
 models: venv
 	$(PY) -m vllm_course models build
 
-hub-start: models
+# bf16, -bin, -pt and W8A8: seconds. GPTQ/AWQ (minutes) are left to `models` or the background.
+quick-models: venv
+	$(PY) -m vllm_course models build --quick
+
+hub-start: quick-models
 	$(PY) -m vllm_course hub start
 
 hub-stop:
 	-$(PY) -m vllm_course hub stop
 
 lab: hub-start
+	@# GPTQ/AWQ build while you read: a bar here, `python -m vllm_course models status` anywhere.
+	$(PY) -m vllm_course models build --background
 	@echo "Starting JupyterLab on notebooks/ (Ctrl-C to stop; 'make hub-stop' stops the course hub)"
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
 		--ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -52,6 +52,7 @@ BIN_MODEL = f"{ORG}/SmolLM2-135M-Instruct-bin"
 PT_MODEL = f"{ORG}/SmolLM2-135M-Instruct-pt"
 GPTQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-GPTQ-Int4"
 AWQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-AWQ-Int4"
+W8A8_MODEL = f"{ORG}/SmolLM2-135M-Instruct-W8A8"  # int8: runs where 4-bit kernels do not (AVX2 CPUs)
 
 # The online profile's upstream equivalents (real Hub, GPU box).
 ONLINE_MODELS = {
@@ -59,6 +60,7 @@ ONLINE_MODELS = {
     GPTQ_MODEL: "Qwen/Qwen2.5-0.5B-Instruct-GPTQ-Int4",
     AWQ_MODEL: "Qwen/Qwen2.5-0.5B-Instruct-AWQ",
     BIN_MODEL: "facebook/opt-125m",
+    W8A8_MODEL: "RedHatAI/Qwen2.5-0.5B-Instruct-quantized.w8a8",
 }
 
 # vLLM on CPU (measured, see README): KV cache in GiB, cores kept back for the OS.

