@@ -1,7 +1,13 @@
-"""bf16 vs GPTQ 4-bit (vs AWQ 4-bit when built): weights, process memory, tokens/s, side by side.
+"""bf16 vs the quantized models this machine runs: weights, process memory, tokens/s, side by side.
 
 Run: .venv/bin/python benchmarks/bench_quantized.py [--rounds 2] [--prompts 8] [--max-tokens 64]
                                                        [--repeats 3] [--png chart.png]
+                                                       [--base-dtypes bfloat16,float16]
+
+Which models: W8A8 always; GPTQ and AWQ (4-bit) only where vLLM has the W4A16 kernel
+(`vllm_course.machine.quant_support`; not on AVX2 CPUs). Every model runs in the dtype
+`machine_kwargs()` picks (float32 on AVX2, the model's bf16 elsewhere), printed in the header;
+`--base-dtypes` adds the bf16 checkpoint run in other dtypes, to see why that choice was made.
 
 Each model is measured in a fresh Python process (so process RSS is not inherited from the model
 before), after a warm-up run, with `--repeats` measured runs per workload: a batch of `--prompts`
@@ -22,20 +28,22 @@ import statistics
 import subprocess
 import sys
 
-from vllm_course import bench, config, models
+from vllm_course import bench, config, engine, models
+from vllm_course.machine import quant_support
 
 _CHILD = r"""
 import json, sys
 from vllm_course import bench
 if __name__ == "__main__":
     options = json.loads(sys.argv[3])
+    options.update(json.loads(sys.argv[4]))
     result = bench.bench_model(sys.argv[1], sys.argv[2], **options)
     print("RESULT " + json.dumps(result.to_dict()))
 """
 
 
-def _measure(label: str, model: str, options: dict) -> bench.BenchResult:
-    out = subprocess.run([sys.executable, "-c", _CHILD, model, label, json.dumps(options)],
+def _measure(label: str, model: str, options: dict, llm_kwargs: dict) -> bench.BenchResult:
+    out = subprocess.run([sys.executable, "-c", _CHILD, model, label, json.dumps(options), json.dumps(llm_kwargs)],
                          capture_output=True, text=True, timeout=1800)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -43,11 +51,20 @@ def _measure(label: str, model: str, options: dict) -> bench.BenchResult:
     raise RuntimeError(f"benchmark of {label} ({model}) failed:\n{out.stderr[-3000:]}")
 
 
-def _variants() -> dict[str, str]:
+def _variants(base_dtypes: list[str]) -> dict[str, tuple[str, dict]]:
+    """label -> (model folder, extra LLM kwargs): bf16 first, then what this machine can run."""
+    support = quant_support()
+    wanted = [("bf16", config.BASE_MODEL, {})]
+    wanted += [(f"bf16@{d}", config.BASE_MODEL, {"dtype": d}) for d in base_dtypes]
+    wanted.append(("W8A8", config.W8A8_MODEL, {}))
+    if support.w4a16:
+        wanted += [("GPTQ", config.GPTQ_MODEL, {}), ("AWQ", config.AWQ_MODEL, {})]
+    else:
+        print(f"(GPTQ, AWQ: skipped, {support.why_w4a16})")
     found = {}
-    for label, repo_id in (("bf16", config.BASE_MODEL), ("GPTQ", config.GPTQ_MODEL), ("AWQ", config.AWQ_MODEL)):
+    for label, repo_id, kwargs in wanted:
         try:
-            found[label] = str(models.require(repo_id))
+            found[label] = (str(models.require(repo_id)), kwargs)
         except FileNotFoundError:
             print(f"({label}: {repo_id} is not built; skipped)")
     return found
@@ -60,10 +77,14 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--png", help="save the chart of the last round here")
+    parser.add_argument("--base-dtypes", default="", help="also run the bf16 checkpoint in these dtypes (comma list)")
     args = parser.parse_args()
     options = {"prompts": args.prompts, "max_tokens": args.max_tokens, "repeats": args.repeats, "warmup": 1}
 
-    variants = _variants()
+    support = quant_support()
+    print(f"machine: {support.device}, {support.isa} ({support.library}); "
+          f"dtype from machine_kwargs(): {engine.machine_kwargs().get('dtype', 'auto (the model config: bfloat16)')}")
+    variants = _variants([d for d in args.base_dtypes.split(",") if d])
     labels = list(variants)
     print(f"workload: batch {args.prompts} x {args.max_tokens} tokens and 1 x {args.max_tokens}, "
           f"1 warm-up + {args.repeats} runs each, a fresh process per model\n")
@@ -72,7 +93,7 @@ def main() -> None:
     comparison = None
     for round_no in range(args.rounds):
         order = labels if round_no % 2 == 0 else labels[::-1]
-        measured = {label: _measure(label, variants[label], options) for label in order}
+        measured = {label: _measure(label, variants[label][0], options, variants[label][1]) for label in order}
         comparison = bench.Comparison(tuple(measured[label] for label in labels))
         print(f"round {round_no + 1} (order {', '.join(order)}; ratios to bf16)")
         print(comparison.table())

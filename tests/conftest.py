@@ -40,6 +40,25 @@ def awq_model() -> Path:
     return _built(config.AWQ_MODEL)
 
 
+@pytest.fixture(scope="session")
+def w8a8_model() -> Path:
+    return _built(config.W8A8_MODEL)
+
+
+@pytest.fixture(scope="session")
+def quant():
+    """What vLLM can run on this machine, probed from its real kernel library (no faked flags)."""
+    from vllm_course.machine import quant_support
+
+    return quant_support()
+
+
+@pytest.fixture(scope="session")
+def quantized_model(quant) -> Path:
+    """The quantized course model this machine runs: GPTQ (4-bit kernel present) or W8A8."""
+    return _built(quant.quantized_model)
+
+
 @pytest.fixture()
 def course_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch VLLM_COURSE_HOME so a test can build or break things without touching the real one."""

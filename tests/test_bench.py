@@ -104,12 +104,13 @@ class TestRealEngine:
         assert result.device == "cpu" and result.quantization is None
         assert result.rss_bytes > 0 and result.load_seconds > 0
 
-    def test_is_gptq_smaller_with_ratios_from_the_parts(self, base_model, gptq_model):
-        """bf16 vs GPTQ in one run: is the 4-bit checkpoint under half the size, ratios consistent?"""
-        c = bench.compare({"bf16": str(base_model), "GPTQ": str(gptq_model)},
+    def test_is_the_quantized_model_smaller_with_ratios_from_the_parts(self, base_model, quantized_model, quant):
+        """bf16 vs this machine's quantized model (GPTQ, or W8A8 on AVX2) in one run: smaller, ratios consistent?"""
+        label = "GPTQ" if quant.w4a16 else "W8A8"
+        c = bench.compare({"bf16": str(base_model), label: str(quantized_model)},
                           prompts=2, max_tokens=8, repeats=1, warmup=1, single=False)
-        bf16, gptq = c.results
-        assert gptq.quantization == "gptq"
-        assert gptq.file_bytes < 0.5 * bf16.file_bytes
-        assert c.ratios()["GPTQ"]["batch tok/s"] == pytest.approx(gptq.batch.median / bf16.batch.median)
-        assert c.ratios()["GPTQ"]["single tok/s"] is None
+        bf16, quantized = c.results
+        assert quantized.quantization == ("gptq" if quant.w4a16 else "compressed-tensors")
+        assert quantized.file_bytes < (0.5 if quant.w4a16 else 0.7) * bf16.file_bytes
+        assert c.ratios()[label]["batch tok/s"] == pytest.approx(quantized.batch.median / bf16.batch.median)
+        assert c.ratios()[label]["single tok/s"] is None

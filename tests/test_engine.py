@@ -65,14 +65,40 @@ class TestLoadFormats:
 
 class TestQuantized:
     @pytest.mark.parametrize("fixture, method", [("gptq_model", "gptq"), ("awq_model", "awq")])
-    def test_is_the_method_detected_from_config_and_the_answer_sensible(self, vllm_engines, request, fixture, method):
-        """Does each 4-bit repo load without quantization= (auto-detected) and still answer sensibly?"""
+    def test_is_the_method_detected_from_config_and_the_answer_sensible(self, vllm_engines, request, quant, fixture, method):
+        """Where vLLM has a 4-bit kernel: does each 4-bit repo load auto-detected and answer sensibly?"""
+        if not quant.w4a16:
+            pytest.skip(f"{quant.isa} ({quant.library}): no W4A16 kernel; "
+                        "test_does_4bit_fail_at_the_first_forward_without_the_kernel covers this ISA")
         llm, report = vllm_engines(request.getfixturevalue(fixture))
         answer = greedy_answer(llm)
         vllm_engines.release_all()
         assert report.quantization == method
         assert "Paris" in answer or "France" in answer, answer
         assert report.checkpoint_gib is not None and report.checkpoint_gib < 0.2
+
+    def test_does_4bit_fail_at_the_first_forward_without_the_kernel(self, vllm_engines, quant, gptq_model):
+        """Where the probe says no W4A16 kernel: does GPTQ load, then fail at its first forward as the probe said?"""
+        if quant.w4a16:
+            pytest.skip(f"{quant.isa} ({quant.library}) has the W4A16 kernel: the 4-bit models run here "
+                        "(test_is_the_method_detected_from_config_and_the_answer_sensible)")
+        llm, report = vllm_engines(gptq_model, dtype="bfloat16")
+        assert report.quantization == "gptq"
+        with pytest.raises(AttributeError, match="cpu_gemm_wna16"):
+            greedy_answer(llm)
+        vllm_engines.release_all()
+
+    def test_does_the_w8a8_model_load_and_answer(self, vllm_engines, quant, w8a8_model):
+        """Does the int8 W8A8 build load (compressed-tensors, from config.json), answer Paris, in the chosen dtype?"""
+        assert quant.w8a8, quant.why_w8a8
+        llm, report = vllm_engines(w8a8_model)
+        answer = greedy_answer(llm)
+        dtype = str(llm.llm_engine.model_config.dtype)
+        vllm_engines.release_all()
+        assert report.quantization == "compressed-tensors"
+        assert "Paris" in answer, answer
+        assert report.checkpoint_gib is not None and 0.1 < report.checkpoint_gib < 0.2
+        assert dtype == ("torch.float32" if quant.isa == "AVX2" else "torch.bfloat16")
 
 
 class TestRelease:
@@ -85,3 +111,24 @@ class TestRelease:
             del llm
             after.append(engine.rss_bytes())
         assert after[2] - after[0] < 0.5 * 2**30, [a / 2**30 for a in after]
+
+
+class TestQuality:
+    def test_do_the_quantized_models_keep_the_perplexity_close_to_bf16(self, vllm_engines, quant, base_model, w8a8_model):
+        """On a held-out text, is W8A8 within 10 % of bf16's perplexity (and GPTQ within 60 % where it runs)?"""
+        from vllm_course.quality import perplexity
+
+        scores = {}
+        models = {"bf16": base_model, "W8A8": w8a8_model}
+        if quant.w4a16:
+            from vllm_course import config
+
+            models["GPTQ"] = config.repos_dir() / config.GPTQ_MODEL
+        for label, folder in models.items():
+            llm, _ = vllm_engines(folder)
+            scores[label] = perplexity(llm)
+            vllm_engines.release_all()
+        assert 5 < scores["bf16"] < 60, scores
+        assert scores["W8A8"] < 1.10 * scores["bf16"], scores
+        if "GPTQ" in scores:
+            assert scores["GPTQ"] < 1.60 * scores["bf16"], scores

@@ -64,8 +64,7 @@ class Course:
             f"endpoint  {self.endpoint}\n"
             f"HF_HOME   {self.hf_home}\n"
             f"hub cache {self.hub_cache}\n"
-            f"model     {self.models.base}\n"
-            f"quantized {self.models.quantized}"
+            f"model     {self.models.base}"
         )
 
 
