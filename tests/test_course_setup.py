@@ -34,11 +34,12 @@ class TestProfiles:
         assert offline["hf_home"] == str(config.course_hf_home())
         assert offline["base"] == config.BASE_MODEL
 
-    def test_does_switching_to_online_forget_the_offline_settings(self, base_model):
-        """After setup() then setup('online') in one process, are the real Hub and the user's HF_HOME back?"""
+    def test_does_switching_to_online_keep_the_course_hf_home_and_name_online_models(self, base_model):
+        """After setup() then setup('online') in one process (no hub started), is the endpoint the real
+        Hub, HF_HOME still the course's own (never the learner's ~/.cache/huggingface), the ids online?"""
         _, online = _run("offline", "online")
         assert online["endpoint"] == "https://huggingface.co"
-        assert not online["hf_home"].startswith(str(config.course_home()))
+        assert online["hf_home"] == str(config.course_hf_home())
         assert online["base"] == config.ONLINE_MODELS[config.BASE_MODEL]
 
     def test_is_an_unknown_profile_refused_in_one_line(self):

@@ -77,6 +77,8 @@ def status() -> str:
     for repo_id in ALL_REPOS:
         if models.is_built(repo_id):
             state = "built"
+        elif repo_id == config.AWQ_MODEL and not models.wants_awq():
+            state = "not built: only where 4-bit runs (VLLM_COURSE_BUILD_AWQ=1 make models)"
         elif building:
             state = "building"
         else:
@@ -129,7 +131,7 @@ def _run(awq: bool | None) -> int:
     from tqdm import tqdm
 
     pid_path().write_text(str(os.getpid()))
-    total = len(ALL_REPOS) - (0 if (config.BUILD_AWQ if awq is None else awq) else 1)
+    total = len(ALL_REPOS) - (0 if (models.wants_awq() if awq is None else awq) else 1)
     with tqdm(total=total, desc="course models", unit="repo", file=sys.stderr) as bar:
         def log(line: str) -> None:
             print(line, flush=True)

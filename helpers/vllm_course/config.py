@@ -37,13 +37,33 @@ def repos_dir() -> Path:
 
 
 def course_hf_home() -> Path:
-    """HF_HOME the offline profile uses, so the learner's own ~/.cache/huggingface is never touched."""
+    """HF_HOME both profiles use, so the learner's own ~/.cache/huggingface is never touched."""
     return course_home() / "hf"
+
+
+def mirror_dir() -> Path:
+    """Folder where the online profile's course hubs keep what they fetched from the upstream."""
+    return course_home() / "mirror"
+
+
+def profile() -> str:
+    """The profile in force: $VLLM_COURSE_PROFILE (`setup()` sets it), else "offline"; lower case."""
+    return os.environ.get("VLLM_COURSE_PROFILE", "offline").strip().lower() or "offline"
 
 
 # The course hub: loopback only unless told otherwise.
 HUB_HOST: str = os.environ.get("VLLM_COURSE_HUB_HOST", "127.0.0.1")
 HUB_PORT: int = _env_int("VLLM_COURSE_HUB_PORT", 8765)
+# The online profile's course hub is a logging mirror of UPSTREAM (the real Hub by default), on its
+# own port so that it and the offline hub can run side by side.
+MIRROR_PORT: int = _env_int("VLLM_COURSE_MIRROR_PORT", 8766)
+UPSTREAM: str = os.environ.get("VLLM_COURSE_UPSTREAM", "https://huggingface.co").rstrip("/")
+
+
+def hub_port() -> int:
+    """The fixed port of the profile's course hub: HUB_PORT offline, MIRROR_PORT online."""
+    return MIRROR_PORT if profile() == "online" else HUB_PORT
+
 
 # Course model repos (the `course/` namespace is never confused with upstream repos).
 ORG = "course"
@@ -67,5 +87,7 @@ ONLINE_MODELS = {
 CPU_KVCACHE_GIB: str = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
 CPU_RESERVED_CORES: str = os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
-# Build the AWQ variant too (on by default: ~1.5-3 min on 2 cores; set 0 to skip).
-BUILD_AWQ: bool = os.environ.get("VLLM_COURSE_BUILD_AWQ", "1").lower() in {"1", "true", "yes", "on"}
+# Build the AWQ variant: "1" yes, "0" no; unset (None): only where vLLM can run 4-bit models (not on
+# AVX2 CPUs, where it would take ~6 minutes for files only an optional lesson cell reads).
+_AWQ = os.environ.get("VLLM_COURSE_BUILD_AWQ", "").strip().lower()
+BUILD_AWQ: bool | None = None if not _AWQ else _AWQ in {"1", "true", "yes", "on"}

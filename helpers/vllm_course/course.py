@@ -5,10 +5,15 @@ imported (and vLLM imports it). So `setup()` must run before `import vllm` or
 `import huggingface_hub` in a fresh kernel; it warns when that is not the case.
 
 Profiles:
-    offline (default): course models served by the course hub on 127.0.0.1; vLLM's CPU build
-        unless a GPU is present; a course-owned HF_HOME (your ~/.cache/huggingface is untouched).
-    online: the real Hub and its models (Qwen2.5-0.5B-Instruct, its GPTQ/AWQ, opt-125m),
-        your own HF_HOME; meant for a GPU box with internet.
+    offline (default): course models served by the course hub on 127.0.0.1:8765; vLLM's CPU
+        build unless a GPU is present.
+    online: the real Hub's models (Qwen2.5-0.5B-Instruct, its GPTQ/AWQ/W8A8, opt-125m), fetched
+        through the course hub running as a logging mirror of the real Hub (127.0.0.1:8766,
+        upstream $VLLM_COURSE_UPSTREAM, default https://huggingface.co; its copies under
+        `<course home>/mirror/`), so every lesson counts its requests as it does offline; meant
+        for a GPU box with internet.
+    Both use a course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook): lessons
+    delete cached revisions, and your own ~/.cache/huggingface is never touched.
 
 Example (first cell)::
 
@@ -56,12 +61,14 @@ class Course:
     models: CourseModels
     device: str
     quant: QuantSupport
+    upstream: str | None = None  # online profile: the hub the course hub mirrors
 
     def __str__(self) -> str:
+        mirrors = f" (mirror of {self.upstream})" if self.upstream and self.upstream != self.endpoint else ""
         return (
             f"profile   {self.profile}\n"
             f"device    {self.device}\n"
-            f"endpoint  {self.endpoint}\n"
+            f"endpoint  {self.endpoint}{mirrors}\n"
             f"HF_HOME   {self.hf_home}\n"
             f"hub cache {self.hub_cache}\n"
             f"model     {self.models.base}"
@@ -73,11 +80,13 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
 
     Args:
         profile: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline").
-        fresh_cache: give this notebook its own empty HF_HOME named after it (offline profile
-            only), e.g. "lesson01", so a lesson that downloads or deletes starts the same way
-            every run and never disturbs another notebook's cache. It lives under the course
-            home; nothing else is ever deleted.
-        start_hub: start (or reuse) the course hub in the offline profile.
+        fresh_cache: give this notebook its own empty HF_HOME named after it, e.g. "lesson01",
+            so a lesson that downloads or deletes starts the same way every run and never
+            disturbs another notebook's cache. It lives under the course home; nothing else is
+            ever deleted.
+        start_hub: start (or reuse) the profile's course hub and point HF_ENDPOINT at it: the
+            course models (offline) or a logging mirror of $VLLM_COURSE_UPSTREAM (online). False
+            leaves HF_ENDPOINT as it is (e.g. a private hub the notebook activated first).
 
     Returns:
         A `Course` describing the endpoint, cache folders, model ids, device and which quantized
@@ -86,38 +95,36 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
 
     Raises:
         ModelNotBuiltError: offline profile and the course models are not built.
+        HubError: the profile's course hub could not start (its port is taken, say).
         ValueError: unknown profile.
     """
-    profile = (profile or os.environ.get("VLLM_COURSE_PROFILE", "offline")).lower()
+    from . import hub
+
+    profile = (profile or config.profile()).lower()
     if profile not in {"offline", "online"}:
         raise ValueError(f"profile={profile!r} is unknown: use 'offline' (course hub) or 'online' (real Hub).")
-    wanted: dict[str, str] = {}
     if profile == "offline":
-        from . import hub, models
+        from . import models
 
         models.require(config.BASE_MODEL)
-        hf_home = config.course_hf_home()
-        if fresh_cache:
-            hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
-            shutil.rmtree(hf_home, ignore_errors=True)
-        wanted["HF_HOME"] = str(hf_home)
-        if start_hub:
-            wanted["HF_ENDPOINT"] = hub.start().url
         names = {"base": config.BASE_MODEL, "bin": config.BIN_MODEL, "pt": config.PT_MODEL,
                  "gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL, "w8a8": config.W8A8_MODEL}
     else:
         online = config.ONLINE_MODELS
         names = {"base": online[config.BASE_MODEL], "bin": online[config.BIN_MODEL], "pt": online[config.BIN_MODEL],
                  "gptq": online[config.GPTQ_MODEL], "awq": online[config.AWQ_MODEL], "w8a8": online[config.W8A8_MODEL]}
-    if profile == "offline":
-        drop: tuple[str, ...] = ("HF_HUB_CACHE",)
-    else:  # leaving the offline profile: forget what it set (the course hub, the course's HF_HOME)
-        drop = tuple(
-            name for name in ("HF_ENDPOINT", "HF_HOME")
-            if os.environ.get(name, "").startswith(("http://127.0.0.1", str(config.course_home())))
-        )
+    hf_home = config.course_hf_home()
+    if fresh_cache:
+        hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
+        shutil.rmtree(hf_home, ignore_errors=True)
+    wanted = {"HF_HOME": str(hf_home)}
+    os.environ["VLLM_COURSE_PROFILE"] = profile  # hub.start() reads it: course models, or the mirror
+    drop: tuple[str, ...] = ("HF_HUB_CACHE",)
+    if start_hub:
+        wanted["HF_ENDPOINT"] = hub.start().url
+    elif os.environ.get("HF_ENDPOINT") == _other_profile_hub(profile):
+        drop += ("HF_ENDPOINT",)  # switching profiles: the other profile's hub serves the wrong ids
     _apply(wanted, drop=drop)
-    os.environ["VLLM_COURSE_PROFILE"] = profile
     _put_python_bin_on_path()
     from . import engine
 
@@ -134,6 +141,7 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         models=ids,
         device="cuda" if engine._gpu_visible_cheaply() else "cpu",
         quant=quant,
+        upstream=config.UPSTREAM if profile == "online" else None,
     )
 
 
@@ -161,6 +169,11 @@ def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
             from .hub import use_hub
 
             use_hub(wanted["HF_ENDPOINT"])  # huggingface_hub's copies of the endpoint can be patched
+
+
+def _other_profile_hub(profile: str) -> str:
+    """The URL of the other profile's fixed-port course hub (what an earlier setup() pointed at)."""
+    return f"http://{config.HUB_HOST}:{config.HUB_PORT if profile == 'online' else config.MIRROR_PORT}"
 
 
 def _put_python_bin_on_path() -> None:

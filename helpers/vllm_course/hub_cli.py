@@ -36,14 +36,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         cmd.add_argument("--root", type=Path, default=None,
                          help="folder of <org>/<name>/ repos (default: the built course models)")
         cmd.add_argument("--host", default=config.HUB_HOST, help="interface to bind (default %(default)s)")
-        cmd.add_argument("--port", type=int, default=config.HUB_PORT, help="port (default %(default)s)")
+        port = config.hub_port() if name == "start" else config.HUB_PORT  # online profile: its mirror's
+        cmd.add_argument("--port", type=int, default=port, help="port (default %(default)s)")
         cmd.add_argument("--upstream", default=None, help="mirror this hub URL (pull-through cache)")
         cmd.add_argument("--throttle-bps", type=int, default=None, help=argparse.SUPPRESS)
         cmd.add_argument("--cut-after-bytes", type=int, default=None, help=argparse.SUPPRESS)
         cmd.set_defaults(func=func)
 
     cmd = actions.add_parser("stop", help="stop the background hub")
-    cmd.add_argument("--port", type=int, default=config.HUB_PORT, help="port (default %(default)s)")
+    cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
     cmd.set_defaults(func=_stop)
 
     cmd = actions.add_parser("status", help="show recorded hubs")
@@ -51,7 +52,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=_status)
 
     cmd = actions.add_parser("watch", help="print each request the hub answers (Ctrl-C stops)")
-    cmd.add_argument("--port", type=int, default=config.HUB_PORT, help="port (default %(default)s)")
+    cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
     cmd.add_argument("--seconds", type=float, default=None, help="stop after this long (default: never)")
     cmd.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     cmd.set_defaults(func=_watch)

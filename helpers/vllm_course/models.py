@@ -104,7 +104,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
     runs) waits for the first, then finds its repos up to date.
 
     Args:
-        awq: build the AWQ variant too (default: `config.BUILD_AWQ`).
+        awq: build the AWQ variant too (default: `config.BUILD_AWQ`, else where 4-bit runs).
         force: rebuild even when the manifest says a repo is up to date.
         quick: only the repos that take seconds (bf16, -bin, -pt, W8A8), not GPTQ/AWQ (minutes).
         log: where progress lines go.
@@ -112,7 +112,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
     Raises:
         ModelBuildError: a step failed; the message names it and what to try.
     """
-    awq = config.BUILD_AWQ if awq is None else awq
+    awq = wants_awq() if awq is None else awq
     steps: list[tuple[str, Callable[[Path], dict]]] = [
         (config.BASE_MODEL, _build_base),
         (config.BIN_MODEL, lambda dst: _build_single_file(dst, "pytorch_model.bin")),
@@ -143,6 +143,15 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
     return built
 
 
+def wants_awq() -> bool:
+    """Build AWQ? `VLLM_COURSE_BUILD_AWQ` when set, else only where vLLM can run 4-bit (no AVX2 CPU)."""
+    if config.BUILD_AWQ is not None:
+        return config.BUILD_AWQ
+    from .machine import cpu_isa, has_gpu
+
+    return has_gpu() or cpu_isa() != "AVX2"
+
+
 def build_running() -> bool:
     """True while some process builds course models (it holds the build lock)."""
     path = config.repos_dir() / ".build.lock"
@@ -168,7 +177,7 @@ def add_commands(areas: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     build = actions.add_parser("build", help="build missing or out-of-date course repos")
     build.add_argument("--awq", action=argparse.BooleanOptionalAction, default=None,
-                       help="also build the AWQ variant (default: $VLLM_COURSE_BUILD_AWQ)")
+                       help="also build the AWQ variant (default: $VLLM_COURSE_BUILD_AWQ, else only where 4-bit runs)")
     build.add_argument("--force", action="store_true", help="rebuild everything")
     build.add_argument("--quick", action="store_true", help="only the repos that take seconds (not GPTQ/AWQ)")
     build.add_argument("--background", action="store_true",

@@ -122,12 +122,20 @@ def start(
 ) -> HubHandle:
     """Start a course hub in a background process, or reuse the one already on that port.
 
+    Without `root`, what the hub serves follows the profile (`VLLM_COURSE_PROFILE`, which
+    `course.setup()` sets): offline, the built course models; online, a logging mirror of the real
+    Hub (`VLLM_COURSE_UPSTREAM`) that keeps its files under `<course home>/mirror/`. So a lesson's
+    `hub.start(port=0)` counts its requests in both profiles. A hub given a `root` is the same in both.
+
     Args:
-        root: folder of `<org>/<name>/` repos (default: the built course models, `repos_dir()`).
-        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765); 0 picks a free one: a private hub,
+        root: folder of `<org>/<name>/` repos (default: the built course models, `repos_dir()`; in
+            the online profile `mirror_dir()`, created if missing).
+        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765; in the online profile, without `root`,
+            `VLLM_COURSE_MIRROR_PORT`, 8766); 0 picks a free one: a private hub,
             never reused, that also stops when this process ends. A fixed-port hub outlives it
             (a kernel restart finds and reuses it) until `stop()` or `hub stop`.
-        upstream: URL of a hub to mirror (pull-through cache), e.g. the real Hub.
+        upstream: URL of a hub to mirror (pull-through cache), e.g. the real Hub (default: none; in
+            the online profile, without `root`, `VLLM_COURSE_UPSTREAM`).
         host: interface (default `VLLM_COURSE_HUB_HOST`, 127.0.0.1: only this machine can connect).
         throttle_bps: demo setting: cap each file transfer at this many bytes per second.
         cut_after_bytes: demo setting: cut the first full download of each file after this many bytes.
@@ -140,9 +148,12 @@ def start(
         HubError: the root is missing, the port is taken by something else (or by a hub serving
             another root), or the hub did not come up (its log is quoted).
     """
+    mirror = root is None and config.profile() == "online"
+    if mirror:
+        root, upstream = _mirror_root(), upstream or config.UPSTREAM
     root_path = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
     host = host or config.HUB_HOST
-    port = config.HUB_PORT if port is None else int(port)
+    port = (config.MIRROR_PORT if mirror else config.HUB_PORT) if port is None else int(port)
     if port:
         reused = _reuse(host, port, root_path, upstream)
         if reused is not None:
@@ -151,12 +162,12 @@ def start(
 
 
 def stop(port: int | None = None, timeout: float = 10.0) -> bool:
-    """Stop the hub recorded for `port` (default `VLLM_COURSE_HUB_PORT`).
+    """Stop the hub recorded for `port` (default: the profile's hub, as for `start()`).
 
     Returns:
         True if a hub was stopped, False if none was recorded or running.
     """
-    port = config.HUB_PORT if port is None else int(port)
+    port = config.hub_port() if port is None else int(port)
     state = _read_state(port)
     if state is None:
         return False
@@ -181,7 +192,7 @@ def status() -> list[dict[str, Any]]:
 
 
 def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats:
-    """Return the request counters of a running hub (default: the course hub on `VLLM_COURSE_HUB_PORT`).
+    """Return the request counters of a running hub (default: the profile's hub, as for `start()`).
 
     Args:
         url_or_port: the hub's URL, or a port on 127.0.0.1.
@@ -190,7 +201,7 @@ def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats
     Raises:
         HubUnreachableError: no hub answers there.
     """
-    url = _url(config.HUB_PORT if url_or_port is None else url_or_port)
+    url = _url(config.hub_port() if url_or_port is None else url_or_port)
     return HubStats.from_dict(_get_json(f"{url}/_course/stats" + ("?reset=1" if reset else "")))
 
 
@@ -202,13 +213,25 @@ def is_running(url_or_port: str | int) -> bool:
 # -- private helpers -------------------------------------------------------------------------
 
 
+def _mirror_root() -> Path:
+    """The online profile's mirror folder, created on first use (a mirror starts empty)."""
+    folder = config.mirror_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HubError(f"Cannot create the course hub's mirror folder {folder}: {exc}. "
+                       "Set VLLM_COURSE_HOME to a writable folder.") from exc
+    return folder
+
+
 def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle | None:
     url = f"http://{host}:{port}"
     health = _health(url, timeout=1.0)
     if health is None:
         if _port_taken(host, port):
             raise HubError(f"Port {port} on {host} is taken by something that is not a course hub. "
-                           "Pass another port (start(port=...), --port) or set VLLM_COURSE_HUB_PORT.")
+                           "Pass another port (start(port=...), --port) or set VLLM_COURSE_HUB_PORT "
+                           "(VLLM_COURSE_MIRROR_PORT for the online profile's hub).")
         return None
     if Path(health.get("root", "")) != root or (health.get("upstream") or None) != (upstream or None):
         raise HubError(
