@@ -89,7 +89,9 @@ def best_dtype() -> str | None:
     """The dtype `machine_kwargs()` passes to `LLM(...)`; None leaves vLLM's default (the config's).
 
     AVX2 CPUs have no bf16 arithmetic and vLLM emulates it: measured on one (8 prompts x 32 tokens,
-    median of 3) bfloat16 33 tok/s, float16 40, float32 64. So float32 there; 4-bit GPTQ/AWQ,
+    fastest of 6 runs, `benchmarks/bench_quantized.py`) bfloat16 34 tok/s, float16 38, float32 78;
+    one prompt alone was a little faster in 16 bits (16-17 tok/s against 14). So float32 there,
+    for batches; 4-bit GPTQ/AWQ,
     which need 16-bit activations, cannot run on AVX2 anyway. Elsewhere (GPU, AVX-512 with BF16:
     450-470 tok/s in bf16) the model's own dtype, bfloat16. AVX-512 CPUs without BF16 keep it too:
     not measured by the course.
