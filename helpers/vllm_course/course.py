@@ -126,9 +126,10 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         drop += ("HF_ENDPOINT",)  # switching profiles: the other profile's hub serves the wrong ids
     _apply(wanted, drop=drop)
     _put_python_bin_on_path()
-    from . import engine
+    from . import cell_errors, engine
 
     engine.prepare_environment()
+    cell_errors.register()  # in a notebook: a failed vLLM / huggingface_hub call gets one line of advice
     quant = quant_support()
     ids = CourseModels(**names, quantized=names["gptq" if quant.w4a16 else "w8a8"])
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()

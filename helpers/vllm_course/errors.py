@@ -110,5 +110,9 @@ class GpuQuantizationError(CourseError, ValueError):
     """This device cannot run the quantization method with this dtype (kernel requirements)."""
 
 
+class MissingKernelError(CourseError, RuntimeError):
+    """vLLM's kernel library for this CPU lacks the op a quantized model runs on (W4A16 on AVX2)."""
+
+
 class StaleEnvWarning(UserWarning):
     """An HF_* env var changed after huggingface_hub read it at import: the change has no effect."""

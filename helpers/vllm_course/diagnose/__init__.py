@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .checks import Preflight, preflight
 from .env import EnvMismatch, check_env_applied
-from .explainer import explain
+from .explainer import advise, explain
 from .gpu import (
     BF16_MIN_CAPABILITY,
     MARLIN_MIN_CAPABILITY,
@@ -71,6 +71,7 @@ __all__ = [
     "QUANT_FAMILIES",
     "EnvMismatch",
     "Preflight",
+    "advise",
     "bad_id_message",
     "check_env_applied",
     "check_gpu_quantization",

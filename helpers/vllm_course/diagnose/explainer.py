@@ -2,8 +2,10 @@
 
 `explain()` looks through the whole exception chain and returns the course error
 (`vllm_course.errors`) whose message says what was wrong, where (model id, path, endpoint) and
-what to do, or None when there is nothing to add. The caller chains the original
-(`raise ... from exc`); `diagnosed()` (`wrappers.py`) does that around a block.
+what to do, or None when there is nothing to add. `advise()` does the same for an exception a
+learner's own call raised, reading the call's arguments (model, revision, load_format, ...) from
+the library frames of its traceback; the notebook exception handler (`vllm_course.cell_errors`)
+shows its message under the shortened traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from .. import config
+from .. import config, formats
 from ..errors import (
     BadModelIdError,
     CacheNotWritableError,
@@ -24,6 +27,7 @@ from ..errors import (
     CourseError,
     GatedModelError,
     GpuQuantizationError,
+    MissingKernelError,
     HubUnreachableError,
     InsufficientDiskSpaceError,
     LocalModelError,
@@ -34,6 +38,7 @@ from ..errors import (
     QuantizationMismatchError,
     WeightFormatError,
 )
+from ..machine import W4A16_OP
 from .files import _cached_snapshot, _existing_parent, _looks_local, _missing_in_snapshot, _safetensors_problem
 from .gpu import _family, gpu_quantization_problem
 from .messages import (
@@ -41,7 +46,9 @@ from .messages import (
     corrupted_message,
     disk_filled_message,
     gated_message,
+    incomplete_folder_message,
     missing_folder_message,
+    missing_kernel_message,
     not_cached_message,
     not_found_message,
     not_writable_message,
@@ -51,6 +58,36 @@ from .messages import (
     unreachable_message,
     weight_format_message,
 )
+
+
+# Where a learner's call enters the libraries whose errors the course explains.
+_LIBRARIES = ("vllm", "huggingface_hub", "vllm_course")
+
+
+def advise(exc: BaseException) -> CourseError | None:
+    """`explain(exc)` with what the failed call was asked for, read from its traceback.
+
+    For an exception raised by a learner's own call (`LLM(...)`, `llm.chat(...)`,
+    `snapshot_download(...)`): the first vLLM / huggingface_hub / vllm_course frame of the
+    traceback that names a model (`model=`, `repo_id=`, or an `LLM` whose method failed) gives
+    the model, revision, load_format, quantization and dtype the messages quote.
+
+    Returns:
+        The course error whose message is the advice, or None when there is nothing to add.
+    """
+    return explain(exc, **call_context(exc.__traceback__))
+
+
+def call_context(tb: TracebackType | None) -> dict[str, Any]:
+    """The arguments of the library call a traceback went through (empty if none names a model)."""
+    while tb is not None:
+        frame = tb.tb_frame
+        if str(frame.f_globals.get("__name__", "")).split(".")[0] in _LIBRARIES:
+            found = _frame_context(frame.f_locals)
+            if found:
+                return found
+        tb = tb.tb_next
+    return {}
 
 
 def explain(
@@ -118,6 +155,11 @@ def explain(
                                                        mid_download=_mid_download(chain)))
     if _first(chain, hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled) is not None and constants.HF_HUB_OFFLINE:
         return NotCachedError(not_cached_message(repo or model or "the model", revision, constants.HF_HUB_CACHE))
+    if isinstance(exc, AttributeError) and W4A16_OP in str(exc):
+        from ..machine import quant_support
+
+        return MissingKernelError(missing_kernel_message(model or "this model", _family(quantization) or quantization,
+                                                         quant_support()))
     if "Cannot find any model weights" in text:
         return _explain_weights(model, revision, load_format or "auto")
     if (m := re.search(r"Quantization method specified in the model config \(([\w-]+)\) does not match "
@@ -136,8 +178,31 @@ def explain(
 # -- private helpers -------------------------------------------------------------------------------
 
 
-def _explain_weights(model: str | None, revision: str | None, load_format: str) -> WeightFormatError:
+def _frame_context(local: dict[str, Any]) -> dict[str, Any]:
+    """model, revision, load_format, quantization, dtype from one library frame's locals."""
+    kwargs = local.get("kwargs") if isinstance(local.get("kwargs"), dict) else {}
+    model = local.get("model", local.get("repo_id"))
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    found = {"model": model if isinstance(model, str) else None,
+             "revision": local.get("revision", kwargs.get("revision")),
+             "load_format": local.get("load_format", kwargs.get("load_format")),
+             "quantization": local.get("quantization", kwargs.get("quantization")),
+             "dtype": local.get("dtype", kwargs.get("dtype"))}
+    model_config = getattr(local.get("self"), "model_config", None)  # a method of LLM: its engine's config
+    if found["model"] is None and isinstance(getattr(model_config, "model", None), str):
+        found.update(model=model_config.model, revision=model_config.revision,
+                     quantization=model_config.quantization, dtype=str(model_config.dtype))
+    if found["model"] is None:
+        return {}
+    return {k: (v if isinstance(v, str) or v is None else str(v)) for k, v in found.items()}
+
+
+def _explain_weights(model: str | None, revision: str | None, load_format: str) -> CourseError:
     if model and Path(model).is_dir():
+        missing = formats.missing_files(model)
+        if missing:
+            return LocalModelError(incomplete_folder_message(model, missing))
         names = [p.name for p in Path(model).iterdir() if p.is_file()]
         return WeightFormatError(weight_format_message(model, load_format, sorted(names)))
     from huggingface_hub import HfApi, constants

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .. import config, formats
+from ..machine import QuantSupport
 from .files import _OTHER_WEIGHTS
 from .gpu import _family
 
@@ -98,6 +99,12 @@ def disk_filled_message(repo: str, cache: str | os.PathLike[str]) -> str:
     return (f"The disk of {cache} filled up while downloading {repo} (No space left on device): free space "
             "(cache.plan_not_accessed / plan_keep_latest, lesson 08) or set HF_HUB_CACHE to a bigger disk before "
             "importing huggingface_hub, then download again.")
+
+
+def missing_kernel_message(model: str, method: str | None, quant: QuantSupport) -> str:
+    what = f"{model} ({method} 4-bit)" if method else model
+    return (f"{what} cannot run on this {quant.isa} CPU: {quant.why_w4a16} (course.models.quantized = "
+            f"{quant.quantized_model} runs here).")
 
 
 def corrupted_message(what: str, detail: str, fix: str) -> str:
