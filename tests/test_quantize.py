@@ -168,9 +168,9 @@ class TestToolScript:
         assert all(n.level == 0 for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
 
     def test_is_the_calibration_set_fixed_english_prose(self):
-        """Are there 128 distinct prose paragraphs, the same on every call?"""
+        """Are there N_SAMPLES (32) distinct prose paragraphs, the same on every call?"""
         texts = _quantize_tool.calibration_texts()
-        assert len(texts) == len(set(texts)) == 128
+        assert len(texts) == len(set(texts)) == _quantize_tool.N_SAMPLES == 32
         assert texts == _quantize_tool.calibration_texts()
         assert all(300 <= len(t) <= 2000 and ">>>" not in t for t in texts)
-        assert sum(" the " in t for t in texts) > 100
+        assert sum(" the " in t for t in texts) > 0.75 * len(texts)  # English prose
