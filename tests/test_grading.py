@@ -122,3 +122,61 @@ class TestGradingChecks:
             seen.append(json.loads(done.stdout.splitlines()[-1]))
         assert [s["offline"] for s in seen] == [True, False]
         assert seen[0]["argv"] == ["a", "b c"]
+
+
+class TestScriptProbe:
+    """`grading.run_script`: a learner's script run by the grader in a fresh process, watched (no vLLM needed here)."""
+
+    SCRIPT = (
+        "import json, os, sys, urllib.request\n"
+        "def main(model, question):\n"
+        "    from huggingface_hub import constants\n"
+        "    if model == 'ask-the-hub':\n"
+        "        urllib.request.urlopen(os.environ['HF_ENDPOINT'] + '/api/models/x/y').close()\n"
+        "    return {'offline': constants.HF_HUB_OFFLINE, 'answer': 'The capital of France is Paris.'}\n"
+        "if __name__ == '__main__':\n"
+        "    print(json.dumps(main(*sys.argv[1:3])))\n"
+    )
+
+    def test_does_the_probe_see_the_flag_the_requests_and_no_engine(self, tmp_path):
+        """Does a probed run report huggingface_hub's flag, count hub requests per call, and see that no engine ran?"""
+        from vllm_course import grading
+        from vllm_course.errors import GradingCheckError
+
+        script = tmp_path / "offline_generate.py"
+        script.write_text(self.SCRIPT)
+        sentinel = grading.sentinel_hub()
+        try:
+            online = grading.run_script(script, [("ask-the-hub", "Q?")], offline=False, endpoint=sentinel.url)
+            offline = grading.run_script(script, [("some/folder", "Q?")], offline=True, endpoint=sentinel.url)
+        finally:
+            sentinel.stop()
+        assert online.hf_offline is False and offline.hf_offline is True
+        assert online.job(0)["requests"] == 1 and offline.job(0)["requests"] == 0
+        assert "HTTPError" in online.job(0)["error"]  # the sentinel's 404, raised in main(): reported, not fatal
+        assert offline.job(0)["returned"] == {"offline": True, "answer": "The capital of France is Paris."}
+        with pytest.raises(GradingCheckError, match="main\\(\\) built no vllm.LLM engine"):
+            grading.check_engine_answered(offline, 0, "some/folder")
+
+    def test_is_a_script_that_cannot_start_a_grading_error_quoting_it(self, tmp_path):
+        """Does a script that fails at import give a GradingCheckError with its traceback's last line?"""
+        from vllm_course import grading
+        from vllm_course.errors import GradingCheckError
+
+        script = tmp_path / "broken.py"
+        script.write_text("raise SystemExit('model folder is empty')\n")
+        run = grading.run_script(script, [("m", "q")], offline=True, endpoint="http://127.0.0.1:9")
+        assert run.returncode != 0 and run.jobs == ()
+        with pytest.raises(GradingCheckError, match="model folder is empty"):
+            run.job(0)
+
+    def test_is_an_engine_model_matched_to_a_folder_or_a_cached_repo_id(self, tmp_path):
+        """Is a snapshot folder of models--org--name the repo id org/name, and a folder itself only?"""
+        from vllm_course.grading import _same_model
+
+        snapshot = tmp_path / "models--course--m" / "snapshots" / "abc"
+        snapshot.mkdir(parents=True)
+        assert _same_model(str(snapshot), "course/m")
+        assert not _same_model(str(snapshot), "course/other")
+        assert _same_model(str(tmp_path), str(tmp_path / "."))
+        assert not _same_model(str(snapshot), str(tmp_path))

@@ -20,7 +20,9 @@ Example (a hidden test cell):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -248,6 +250,263 @@ def python() -> str:
     return sys.executable
 
 
+# ---------------------------------------------------------------- watching a learner's script run
+
+
+QUESTIONS = (
+    "What is the capital of Italy?", "What is the capital of Japan?", "What is the capital of Spain?",
+    "What is the capital of Germany?", "What is the capital of Egypt?", "What is the capital of Canada?",
+    "Name three colours of the rainbow.", "What do bees make?", "How many legs does a spider have?",
+    "What is the opposite of cold?", "Which planet is closest to the sun?", "What language is spoken in Brazil?",
+)
+
+
+def random_questions(n: int = 1) -> list[str]:
+    """`n` different questions drawn at random: an answer typed in beforehand cannot match them."""
+    import random
+
+    return random.sample(QUESTIONS, n)
+
+
+SCRIPT_PROBE = textwrap.dedent('''\
+    """Grading probe: import a learner's script, call its main(model, question) here, record what happened.
+
+    Usage: python probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
+
+    Nothing is imported before the script's own top level runs, so the script sees its environment as it
+    would alone. vLLM's LLM class is watched from its import on: each engine built, each text it generated.
+    """
+    import importlib.abc, importlib.util, json, os, runpy, sys, urllib.request
+
+    report_path, script, sentinel, jobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    reference = sys.argv[5] if len(sys.argv) > 5 else ""
+    engines, generated, watching = [], [], [True]
+
+
+    def _model(llm):
+        return str(llm.llm_engine.model_config.model)
+
+
+    def _watch(module):
+        cls = module.LLM
+        init, add, run = cls.__init__, cls._add_request, cls._run_engine
+        params = {}
+
+        def watched_init(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            if watching[0]:
+                engines.append(_model(self))
+
+        def watched_add(self, prompt, sampling, *args, **kwargs):
+            request_id = add(self, prompt, sampling, *args, **kwargs)
+            params[(id(self), str(request_id))] = {"temperature": getattr(sampling, "temperature", None),
+                                                    "max_tokens": getattr(sampling, "max_tokens", None)}
+            return request_id
+
+        def watched_run(self, *args, **kwargs):
+            outputs = run(self, *args, **kwargs)
+            if watching[0]:
+                for out in outputs:
+                    prompt = out.prompt or self.get_tokenizer().decode(out.prompt_token_ids or [])
+                    for c in getattr(out, "outputs", []):
+                        generated.append({"model": _model(self), "prompt": prompt, "text": c.text,
+                                          "tokens": len(c.token_ids),
+                                          "params": params.get((id(self), str(out.request_id)), {})})
+            return outputs
+
+        cls.__init__, cls._add_request, cls._run_engine = watched_init, watched_add, watched_run
+
+
+    class _WatchVllm(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "vllm.entrypoints.llm":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                _watch(module)
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+
+    def _sentinel_requests():
+        if not sentinel:
+            return None
+        with urllib.request.urlopen(sentinel.rstrip("/") + "/_course/stats", timeout=10) as answer:
+            return json.load(answer)["requests"]
+
+
+    sys.meta_path.insert(0, _WatchVllm())
+    namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
+    results = []
+    for job in jobs:
+        first_engine, first_text, requests = len(engines), len(generated), _sentinel_requests()
+        try:
+            returned, error = namespace["main"](job["model"], job["question"]), None
+        except BaseException as exc:  # noqa: BLE001 - reported; the grader decides
+            returned, error = None, f"{type(exc).__name__}: {str(exc)[-600:]}"
+        after = _sentinel_requests()
+        results.append({**job, "returned": returned, "error": error, "engines": engines[first_engine:],
+                        "generated": generated[first_text:],
+                        "requests": None if requests is None else after - requests})
+    from huggingface_hub import constants
+
+    report = {"hf_offline": bool(constants.HF_HUB_OFFLINE), "jobs": results, "expected": {}}
+    if reference:
+        watching[0] = False
+        from vllm import LLM, SamplingParams
+        from vllm_course.engine import machine_kwargs
+
+        llm = LLM(model=reference, **machine_kwargs())
+        for job in jobs:
+            out = llm.chat([{"role": "user", "content": job["question"]}],
+                           SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
+            report["expected"][job["question"]] = out[0].outputs[0].text
+    with open(report_path, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, default=repr)
+''')
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """What the grading probe saw while a learner's script ran in a fresh process."""
+
+    returncode: int
+    hf_offline: bool | None  # huggingface_hub's own flag in that process
+    jobs: tuple[dict, ...]  # per call of main(): returned, error, engines built, texts generated, hub requests
+    expected: dict[str, str]  # question -> the grader's own engine's greedy answer (24 tokens)
+    stderr: str
+
+    def job(self, index: int = 0) -> dict:
+        """The record of one call of main(); a run that crashed before it is a grading error."""
+        if index >= len(self.jobs):
+            raise GradingCheckError(f"The grader could not run your script (exit code {self.returncode}):\n"
+                                    f"{self.stderr[-1500:]}")
+        return self.jobs[index]
+
+
+def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, offline: bool, endpoint: str,
+               hub_cache: str | os.PathLike[str] | None = None, reference: str | os.PathLike[str] | None = None,
+               timeout: float = 600) -> ScriptRun:
+    """Run `main(model, question)` of a learner's script for each job, in one fresh process under the probe.
+
+    Args:
+        script: the learner's script (it defines `main(model, question) -> dict`).
+        jobs: (model folder or repo id, question) pairs, run in order.
+        offline: whether the process gets HF_HUB_OFFLINE=1 (otherwise the variable is removed).
+        endpoint: HF_ENDPOINT of the process (a sentinel hub, whose requests are counted per job).
+        hub_cache: HF_HUB_CACHE of the process (default: inherited).
+        reference: a model folder the grader then loads itself, to answer every question greedily.
+    """
+    work = Path(tempfile.mkdtemp(prefix="script-probe-"))
+    probe, report = work / "probe.py", work / "report.json"
+    probe.write_text(SCRIPT_PROBE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = endpoint
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    if hub_cache is not None:
+        env["HF_HUB_CACHE"] = str(hub_cache)
+    payload = json.dumps([{"model": str(m), "question": q} for m, q in jobs])
+    argv = [python(), str(probe), str(report), str(Path(script).resolve()), endpoint, payload]
+    done = subprocess.run(argv + ([str(reference)] if reference else []), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if not report.is_file():
+        return ScriptRun(done.returncode or 1, None, (), {}, done.stderr)
+    seen = json.loads(report.read_text(encoding="utf-8"))
+    return ScriptRun(done.returncode, seen["hf_offline"], tuple(seen["jobs"]), seen["expected"], done.stderr)
+
+
+def check_engine_answered(run: ScriptRun, index: int, model: str | os.PathLike[str]) -> str:
+    """Check call `index` of a probed run: main() built a vLLM engine from `model` and returned what it generated.
+
+    Returns:
+        The answer main() returned.
+
+    Raises:
+        GradingCheckError: main() raised or returned no {"offline", "answer"} dict, built no engine or one
+            from elsewhere, the engine generated no answer to the question asked, the returned text is not the
+            generated one (or not the grader's own greedy answer), or the reported flag is not huggingface_hub's.
+    """
+    job = run.job(index)
+    if job["error"]:
+        raise GradingCheckError(f"main({job['model']!r}, ...) raised {job['error']}")
+    returned = job["returned"]
+    if not isinstance(returned, dict) or not {"answer", "offline"} <= set(returned):
+        raise GradingCheckError(f"main() should return {{'offline': ..., 'answer': ...}}; it returned {returned!r}")
+    if not job["engines"]:
+        raise GradingCheckError("main() built no vllm.LLM engine: load the model with vLLM inside main().")
+    if not any(_same_model(engine, model) for engine in job["engines"]):
+        raise GradingCheckError(f"main() loaded {job['engines']}, not the model it was given ({model}).")
+    asked = [g for g in job["generated"] if job["question"] in g["prompt"] and _same_model(g["model"], model)]
+    if not asked:
+        raise GradingCheckError(f"The engine generated no answer to the question main() was given "
+                                f"({job['question']!r}): ask that question, not one of your own.")
+    if returned["answer"] not in [g["text"] for g in asked]:
+        raise GradingCheckError(f"main() returned {returned['answer']!r}, but the engine generated "
+                                f"{asked[-1]['text']!r}: return the text vLLM generated.")
+    used = next(g["params"] for g in asked if g["text"] == returned["answer"])
+    if used and (used.get("temperature") != 0 or used.get("max_tokens") != 24):
+        raise GradingCheckError(f"The answer was generated with temperature={used.get('temperature')}, "
+                                f"max_tokens={used.get('max_tokens')}: use SamplingParams(temperature=0, max_tokens=24).")
+    expected = run.expected.get(job["question"])
+    if expected is not None and returned["answer"] != expected:
+        raise GradingCheckError(f"For {job['question']!r} greedy decoding gives {expected!r}; your script gave "
+                                f"{returned['answer']!r}: one chat message, SamplingParams(temperature=0, max_tokens=24).")
+    if returned["offline"] is not run.hf_offline:
+        raise GradingCheckError(f"main() reported offline={returned['offline']!r}, but huggingface_hub in that "
+                                f"process had HF_HUB_OFFLINE={run.hf_offline}: report constants.HF_HUB_OFFLINE.")
+    return returned["answer"]
+
+
+def _same_model(engine_model: str, model: str | os.PathLike[str]) -> bool:
+    """Whether an engine's model (a folder, or the snapshot a repo id resolved to) is `model`."""
+    engine_path, wanted = Path(engine_model), str(model)
+    if engine_model == wanted:
+        return True
+    if Path(wanted).exists():
+        return engine_path.exists() and engine_path.resolve() == Path(wanted).resolve()
+    repo_folder = "models--" + wanted.replace("/", "--")
+    return engine_path.parent.name == "snapshots" and engine_path.parent.parent.name == repo_folder
+
+
+def cache_holding(repo_id: str) -> Path:
+    """A new HF cache folder holding every file of `repo_id`, downloaded from a private course hub (then stopped)."""
+    from huggingface_hub import snapshot_download
+
+    cache = Path(tempfile.mkdtemp(prefix="graded-cache-"))
+    private = start_hub(port=0)
+    try:
+        snapshot_download(repo_id, cache_dir=cache, endpoint=private.url)
+    finally:
+        private.stop()
+    return cache
+
+
+# ---------------------------------------------------------------- vLLM's own log in this process
+
+
+def vllm_log_mark() -> int:
+    """A mark in this process's vLLM log (every message since `vllm_course.engine` was imported)."""
+    from . import engine
+
+    return len(engine._LOG_LINES)
+
+
+def checkpoint_sizes_logged(since: int) -> list[float]:
+    """The `Checkpoint size: X GiB` figures vLLM logged in this process after `since` (a `vllm_log_mark()`)."""
+    import re
+
+    from . import engine
+
+    return [float(m.group(1)) for line in engine._LOG_LINES[since:]
+            for m in [re.search(r"Checkpoint size: ([\d.]+) GiB", line)] if m]
+
+
 def _hashes(path: Path) -> tuple[str, str]:
     """(sha256, git blob sha1) of a file's bytes."""
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
@@ -257,3 +516,52 @@ def _hashes(path: Path) -> tuple[str, str]:
             sha256.update(chunk)
             sha1.update(chunk)
     return sha256.hexdigest(), sha1.hexdigest()
+
+
+# ---------------------------------------------------------------- the quantization exercise
+
+
+@dataclass(frozen=True)
+class Remeasured:
+    """One re-run of a learner's `measure()`, and what the grader saw meanwhile."""
+
+    figures: dict  # what measure() returned
+    timed: tuple  # ((n_prompts, max_tokens, repeats, warmup), rates) per tokens_per_second call
+    checkpoints_logged: tuple[float, ...]  # `Checkpoint size` figures vLLM logged during the re-run
+    rss_before_gib: float  # this process's RSS just before
+    rss_peak_gib: float  # this process's peak RSS after (never less than the RSS at any moment in between)
+
+
+def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
+    """Call the learner's `measure()` on a copy of `repo_id`'s cached snapshot under a new folder name.
+
+    A figure typed in per model name does not fit a folder the learner has never seen. The learner's
+    `tokens_per_second` (looked up in `namespace`, the kernel's globals) is watched while it runs and put back.
+    """
+    import resource
+
+    from huggingface_hub import snapshot_download
+
+    from .engine import rss_bytes
+
+    snapshot = Path(snapshot_download(repo_id, local_files_only=True))
+    copy = Path(tempfile.mkdtemp(prefix="graded-")) / "model-under-test"
+    copy.mkdir()
+    for item in snapshot.iterdir():
+        (copy / item.name).symlink_to(item.resolve())
+    timed = []
+    real = namespace["tokens_per_second"]
+
+    def watched_tokens_per_second(llm, n_prompts, max_tokens, repeats=3, warmup=1):
+        rates = real(llm, n_prompts, max_tokens, repeats, warmup)
+        timed.append(((n_prompts, max_tokens, repeats, warmup), list(rates)))
+        return rates
+
+    mark, before = vllm_log_mark(), rss_bytes()
+    namespace["tokens_per_second"] = watched_tokens_per_second
+    try:
+        figures = namespace["measure"](str(copy))
+    finally:
+        namespace["tokens_per_second"] = real
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return Remeasured(dict(figures), tuple(timed), tuple(checkpoint_sizes_logged(mark)), before / 2**30, peak / 2**30)
