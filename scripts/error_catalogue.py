@@ -1,10 +1,11 @@
 """Print every bad input and fault the course handles, with the message its helpers really give.
 
 Nothing here is canned: each entry is provoked for real (a course hub answering 404/401/403, a
-closed port, an empty or half-filled cache, real tmpfs disks that are too small, read-only or
-filling up, a flipped byte in a cached blob, real vLLM loads, a real SIGINT mid-load), by the same
-scenario functions the tests use (tests/faultlab.py), and the message printed is the one the
-exception carried. Each entry names the test that asserts it.
+closed port, an empty cache, real tmpfs disks that are read-only or filling up, real vLLM loads, a
+real SIGINT mid-load) by a learner's direct call, with the scenario functions the tests use
+(tests/faultlab.py); the message printed is the advice the notebook handler shows under the failed
+cell (`diagnose.advise`). Each entry names the test that asserts it; tests/test_cell_errors.py
+checks the handler itself in real kernels.
 
 Usage:
     .venv/bin/python scripts/error_catalogue.py              # everything (~2 min on 2 cores)
@@ -70,12 +71,7 @@ def _many(*scenarios: Callable[[fl.Lab], fl.Outcome]) -> Callable[[Context], lis
 
 def _hub_unreachable(ctx: Context) -> list[str]:
     outcome = fl.hub_unreachable(ctx.lab)
-    return _said(outcome) + [f"(reported {outcome.seconds:.1f} s after the call; vLLM alone retries for 20-100 s)"]
-
-
-def _env_late(ctx: Context) -> list[str]:
-    outcome = fl.env_set_after_import(ctx.lab)
-    return [f"StaleEnvWarning: {w}" for w in outcome.warnings] or _said(outcome)
+    return _said(outcome) + [f"(snapshot_download gave up {outcome.seconds:.1f} s after the call)"]
 
 
 def _gpu(ctx: Context) -> list[str]:
@@ -169,26 +165,15 @@ ENTRIES = [
           _many(fl.gated_no_token, fl.gated_wrong_token, fl.gated_right_token)),
     Entry("5", "Offline and not cached", f"{BAD}::TestOfflineNotCached", _one(fl.offline_not_cached)),
     Entry("6", "Hub unreachable without the offline flag", f"{BAD}::TestHubUnreachable", _hub_unreachable),
-    Entry("7", "load_format matching no file of the repo", f"{BAD}::TestLoadFormat", _one(fl.load_format_mismatch)),
-    Entry("8", "quantization= contradicting the checkpoint", f"{BAD}::TestQuantizationMismatch",
-          _many(fl.quantization_unquantized, fl.quantization_other_method)),
-    Entry("9", "Local folder missing config.json / weights / tokenizer", f"{BAD}::TestLocalFolder",
-          _one(fl.incomplete_folder)),
-    Entry("10", "Partial snapshot, offline", f"{BAD}::TestPartialSnapshot", _one(fl.partial_snapshot)),
-    Entry("11", "Not enough free disk for the download (2 MB tmpfs)", f"{BAD}::TestDiskSpace",
-          _one(fl.disk_too_small), "free-space check from cache_checks.check_free_space (cache.py owner)"),
-    Entry("12", "HF_HOME not writable (read-only tmpfs)", f"{BAD}::TestCacheNotWritable", _one(fl.cache_not_writable)),
-    Entry("13", "Cache env var set after huggingface_hub was imported", f"{BAD}::TestEnvSetAfterImport", _env_late),
-    Entry("14", "Corrupted weight file: a flipped byte in a cached blob", f"{BAD}::TestCorruptedWeights",
-          _one(fl.corrupted_weight), "sha256 vs the blob's etag name (cache_checks.verify, or `hf cache verify`)"),
-    Entry("14b", "Corrupted weight file: truncated, loaded by real vLLM", f"{BAD}::TestThroughVllm",
+    Entry("7", "HF_HOME not writable (read-only tmpfs)", f"{BAD}::TestCacheNotWritable", _one(fl.cache_not_writable)),
+    Entry("8", "Corrupted weight file: truncated, loaded by real vLLM", f"{BAD}::TestThroughVllm",
           _truncated_in_vllm, vllm=True),
-    Entry("15", "Clean-up asked to delete outside the HF cache", "tests/test_cache.py::TestSafety", _cleanup,
+    Entry("9", "Clean-up asked to delete outside the HF cache", "tests/test_cache.py::TestSafety", _cleanup,
           "owned by cache.py"),
-    Entry("16", "GPU quantization / dtype mismatch (message builder; no GPU here)", f"{BAD}::TestGpuKernels", _gpu,
+    Entry("10", "GPU quantization / dtype mismatch (message builder; no GPU here)", f"{BAD}::TestGpuKernels", _gpu,
           "the real-GPU test is marked gpu and skips without CUDA"),
-    Entry("V", "The same bad inputs through the real LLM(...) inside diagnosed()", f"{BAD}::TestThroughVllm",
-          _through_vllm, vllm=True),
+    Entry("V", "Bad inputs through the real LLM(...): id, path, 404, revision, gated, load_format, quantization",
+          f"{BAD}::TestThroughVllm and tests/test_cell_errors.py", _through_vllm, vllm=True),
     Entry("F1a", "Hub process killed mid-download, back within seconds", f"{FAULTS}::TestHubDiesMidDownload",
           _hub_dies(True)),
     Entry("F1b", "Hub process killed mid-download, stays down", f"{FAULTS}::TestHubDiesMidDownload", _hub_dies(False)),

@@ -5,7 +5,8 @@ synthetic repos), a course hub process serving it, and a fresh HF_HOME per clien
 runs in its own interpreter (`Lab.provoke`), because huggingface_hub reads HF_HOME, HF_ENDPOINT and
 HF_HUB_OFFLINE once, at import, and the pytest process has already imported it.
 
-The scenario functions at the bottom (`bad_model_id`, `repo_not_found`, ...) are shared by
+The scenario functions at the bottom (`bad_model_id`, `repo_not_found`, ...) make a learner's direct
+call and add what the notebook handler adds (`diagnose.advise`); they are shared by
 tests/test_bad_inputs.py (which asserts each exact message) and scripts/error_catalogue.py (which
 prints them), so the catalogue shows exactly what the tests check.
 """
@@ -282,117 +283,64 @@ def cache_layout(hf_home: Path, repo_id: str) -> dict[str, Any]:
 
 # -- the scenarios (each returns the Outcome of one real provocation) ------------------------------
 
-PREFLIGHT = "from vllm_course.diagnose import preflight\n_restart_clock()\nreturn str(preflight({args}))"
+# The learner's direct call, and what the notebook handler adds to its failure: `advise(exc)`, the
+# course error whose message is the advice line (raised here, the original chained, so an Outcome
+# records both).
+ADVISED = """
+from huggingface_hub import snapshot_download
+from vllm_course.diagnose import advise
+_restart_clock()
+try:
+    return {call}
+except Exception as exc:
+    course_error = advise(exc)
+    if course_error is None:
+        raise
+    raise course_error from exc
+"""
 
 
-def _preflight(lab: Lab, env: dict[str, str], args: str) -> Outcome:
-    return lab.provoke(PREFLIGHT.format(args=args), env)
+def _advised(lab: Lab, env: dict[str, str], call: str) -> Outcome:
+    return lab.provoke(ADVISED.format(call=call), env)
 
 
 def bad_model_id(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("bad-id"), "'course//SmolLM2 135M'")
+    return _advised(lab, lab.env("bad-id"), "snapshot_download('course//SmolLM2 135M')")
 
 
 def repo_not_found(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("not-found"), "'course/SmolLM2-135M-Instrukt'")
+    return _advised(lab, lab.env("not-found"), "snapshot_download('course/SmolLM2-135M-Instrukt')")
 
 
 def revision_not_found(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("revision"), f"{config.BASE_MODEL!r}, revision='v2.0'")
+    return _advised(lab, lab.env("revision"), f"snapshot_download({config.BASE_MODEL!r}, revision='v2.0')")
 
 
 def gated_no_token(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("gated"), f"{GATED!r}")
+    return _advised(lab, lab.env("gated"), f"snapshot_download({GATED!r})")
 
 
 def gated_wrong_token(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("gated-wrong", HF_TOKEN="hf_not_this_one"), f"{GATED!r}")
+    return _advised(lab, lab.env("gated-wrong", HF_TOKEN="hf_not_this_one"), f"snapshot_download({GATED!r})")
 
 
 def gated_right_token(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("gated-right", HF_TOKEN=GATED_TOKEN), f"{GATED!r}")
+    return _advised(lab, lab.env("gated-right", HF_TOKEN=GATED_TOKEN), f"snapshot_download({GATED!r})")
 
 
 def offline_not_cached(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("offline", offline=True), f"{config.BASE_MODEL!r}")
+    return _advised(lab, lab.env("offline", offline=True), f"snapshot_download({config.BASE_MODEL!r})")
 
 
 def hub_unreachable(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("hub-down", endpoint=f"http://127.0.0.1:{free_port()}"), f"{config.BASE_MODEL!r}")
-
-
-def load_format_mismatch(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("load-format"), f"{config.BIN_MODEL!r}, load_format='pt'")
-
-
-def quantization_unquantized(lab: Lab) -> Outcome:
-    return _preflight(lab, lab.env("quant"), f"{config.BASE_MODEL!r}, quantization='gptq'")
-
-
-def quantization_other_method(lab: Lab) -> Outcome:
-    models.require(config.GPTQ_MODEL)  # ModelNotBuiltError until `make models` has built it
-    return _preflight(lab, lab.env("quant-gptq"), f"{config.GPTQ_MODEL!r}, quantization='awq'")
-
-
-def incomplete_folder(lab: Lab) -> Outcome:
-    folder = lab.workdir / "incomplete-model"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    shutil.copy2(lab.root / TINY / "model.safetensors", folder / "model.safetensors")
-    return _preflight(lab, lab.env("folder"), f"{str(folder)!r}")
-
-
-def partial_snapshot(lab: Lab) -> Outcome:
-    home = lab.home("partial")
-    fetched = lab.provoke("from huggingface_hub import hf_hub_download\n"
-                          f"return hf_hub_download({config.BASE_MODEL!r}, 'config.json')", lab.env("", hf_home=home))
-    assert fetched.ok, fetched
-    return _preflight(lab, lab.env("", hf_home=home, offline=True), f"{config.BASE_MODEL!r}")
-
-
-def disk_too_small(lab: Lab) -> Outcome:
-    with tmpfs(lab.workdir / "small-disk", "2m") as disk:
-        return _preflight(lab, lab.env("", hf_home=disk / "hf"), f"{config.BASE_MODEL!r}")
+    return _advised(lab, lab.env("hub-down", endpoint=f"http://127.0.0.1:{free_port()}"),
+                    f"snapshot_download({config.BASE_MODEL!r})")
 
 
 def cache_not_writable(lab: Lab) -> Outcome:
+    """HF_HOME on a read-only tmpfs, straight into snapshot_download: the real EROFS OSError advised."""
     with tmpfs(lab.workdir / "read-only-disk", "1m", read_only=True) as disk:
-        return _preflight(lab, lab.env("", hf_home=disk / "hf"), f"{config.BASE_MODEL!r}")
-
-
-def cache_not_writable_unchecked(lab: Lab) -> Outcome:
-    """The same read-only HF_HOME, but straight into snapshot_download (no pre-flight): explain() path."""
-    with tmpfs(lab.workdir / "read-only-disk-2", "1m", read_only=True) as disk:
-        return lab.provoke(f"""
-            from huggingface_hub import snapshot_download
-            from vllm_course.diagnose import diagnosed
-            with diagnosed({config.BASE_MODEL!r}):
-                return snapshot_download({config.BASE_MODEL!r})
-        """, lab.env("", hf_home=disk / "hf"))
-
-
-def env_set_after_import(lab: Lab) -> Outcome:
-    return lab.provoke("""
-        import os
-        from huggingface_hub import snapshot_download  # noqa: F401  (`import vllm` does this too)
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        from vllm_course.diagnose import check_env_applied
-        return [str(m) for m in check_env_applied()]
-    """, lab.env("late-env"))
-
-
-def corrupted_weight(lab: Lab) -> Outcome:
-    home = lab.home("corrupt")
-    env = lab.env("", hf_home=home)
-    got = lab.provoke(f"from huggingface_hub import snapshot_download\nreturn snapshot_download({TINY!r})", env)
-    assert got.ok, got
-    blob = (Path(got.result) / "model.safetensors").resolve()
-    with open(blob, "r+b") as fh:  # flip one byte in the middle of the tensor data: a silent corruption
-        fh.seek(blob.stat().st_size // 2)
-        byte = fh.read(1)
-        fh.seek(-1, os.SEEK_CUR)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-    return _preflight(lab, lab.env("", hf_home=home, offline=True), f"{TINY!r}, verify=True")
+        return _advised(lab, lab.env("", hf_home=disk / "hf"), f"snapshot_download({config.BASE_MODEL!r})")
 
 
 def cleanup_outside_cache(lab: Lab) -> Outcome:
@@ -420,6 +368,7 @@ def gpu_messages() -> list[tuple[tuple, str | None]]:
 
 VLLM_CASES = (
     ("bad id", "course//SmolLM2 135M", {}),
+    ("missing path", "/no/such/model-folder", {}),
     ("not found", "course/SmolLM2-135M-Instrukt", {}),
     ("revision", config.BASE_MODEL, {"revision": "v2.0"}),
     ("gated", GATED, {}),
@@ -438,28 +387,29 @@ def gptq_built() -> bool:
 
 
 def through_vllm(lab: Lab, cases: tuple | None = None) -> Outcome:
-    """Call the real `LLM(...)` for each case inside `diagnosed()`: what does the learner see?"""
+    """Call the real `LLM(...)` for each case: what advice does the notebook handler add to it?"""
     if cases is None:
         cases = VLLM_CASES + (GPTQ_VLLM_CASES if gptq_built() else ())
     return lab.provoke(f"""
         from vllm_course import engine
-        from vllm_course.diagnose import diagnosed
+        from vllm_course.diagnose import advise
         from vllm import LLM
         seen = {{}}
         for name, model, kwargs in {list(cases)!r}:
             try:
-                with engine.load_report(quiet=True), diagnosed(model, **kwargs):
+                with engine.load_report(quiet=True):
                     LLM(model=model, **engine.machine_kwargs(**kwargs))
                 seen[name] = ["loaded", ""]
             except Exception as exc:
-                seen[name] = [type(exc).__name__, str(exc), type(exc.__cause__).__name__]
+                course_error = advise(exc)
+                seen[name] = [type(course_error).__name__, str(course_error), type(exc).__name__]
         return seen
     """, lab.env("vllm"), timeout=400)
 
 
 # -- faults (each returns what happened, for tests/test_faults.py and the catalogue) ---------------
 
-DOWNLOAD = "from vllm_course.diagnose import download\nreturn download({repo!r})"
+DOWNLOAD = ADVISED.format(call="snapshot_download({repo!r})")
 
 
 def _weights_incomplete(hf_home: Path, repo_id: str, min_bytes: int):
@@ -541,7 +491,7 @@ def disk_fills_during_download(root: Path, workdir: Path) -> dict[str, Any]:
 INTERRUPT_LOAD = r'''
 import gc, os, re, signal, sys, threading, time
 from vllm import SamplingParams
-from vllm_course import diagnose, engine
+from vllm_course import engine
 from vllm.distributed import parallel_state
 from vllm.v1.engine.llm_engine import LLMEngine
 
@@ -558,7 +508,7 @@ rss0 = engine.rss_bytes()
 found = {"interrupted": False}
 interrupt_when_logged(r"KV cache size")  # weights loaded, KV cache being allocated: mid-load
 try:
-    llm, report = diagnose.load(MODEL)
+    llm, report = engine.load(MODEL)
     engine.release(llm)
 except KeyboardInterrupt as exc:
     found.update(interrupted=True, notes=list(getattr(exc, "__notes__", [])))
@@ -567,7 +517,7 @@ gc.collect()
 found["rss_growth_gib"] = (engine.rss_bytes() - rss0) / 2**30
 found["live_engines"] = sum(isinstance(o, LLMEngine) for o in gc.get_objects())
 found["process_groups_left"] = parallel_state._WORLD is not None
-llm, report = diagnose.load(MODEL)
+llm, report = engine.load(MODEL)
 out = llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
 found["answer"] = out[0].outputs[0].text
 engine.release(llm)
@@ -576,7 +526,7 @@ return found
 
 
 def interrupt_during_load(workdir: Path) -> Outcome:
-    """A real SIGINT mid-way through `diagnose.load()` of the base model, then a second load in the
+    """A real SIGINT mid-way through `engine.load()` of the base model, then a second load in the
     same process: is the first engine freed and does the second answer?"""
     model = str(models.require(config.BASE_MODEL))
     body = INTERRUPT_LOAD.replace("MODEL", repr(model))

@@ -67,7 +67,7 @@ class FineTuneError(CourseError, ValueError):
     """A fine-tune was given bad settings (steps, layers, examples) or an output folder that exists."""
 
 
-# -- diagnose.py: bad inputs and faults around a load or a download -------------------------------
+# -- diagnose/: bad inputs and faults around a load or a download ---------------------------------
 
 
 class BadModelIdError(CourseError, ValueError):
@@ -113,6 +113,3 @@ class GpuQuantizationError(CourseError, ValueError):
 class MissingKernelError(CourseError, RuntimeError):
     """vLLM's kernel library for this CPU lacks the op a quantized model runs on (W4A16 on AVX2)."""
 
-
-class StaleEnvWarning(UserWarning):
-    """An HF_* env var changed after huggingface_hub read it at import: the change has no effect."""

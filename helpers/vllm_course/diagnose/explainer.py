@@ -103,7 +103,7 @@ def explain(
 
     Looks through the whole chain (`__cause__` / `__context__`): transformers and vLLM wrap the
     huggingface_hub error that says what really happened. The caller chains it:
-    `raise explain(exc, ...) from exc` (or uses `diagnosed()`, which does).
+    `raise explain(exc, ...) from exc`; `advise()` reads the arguments from the traceback instead.
 
     Args:
         exc: what was raised.

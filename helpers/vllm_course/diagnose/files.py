@@ -1,9 +1,8 @@
 """What is on disk around a load: local model folders, weight files and cached snapshots.
 
-Private helpers shared by the pre-flight checks (`checks.py`) and the exception explainer
-(`explainer.py`): does a model argument name a folder, is a file a weight file, which snapshot of a
-repo is cached and what it lacks, is a .safetensors file whole, and the nearest existing folder
-of a path.
+Private helpers of the exception explainer (`explainer.py`) and its messages: does a model
+argument name a folder, which snapshot of a repo is cached and what it lacks, is a .safetensors
+file whole, and the nearest existing folder of a path.
 """
 
 from __future__ import annotations
@@ -27,10 +26,6 @@ _OTHER_WEIGHTS = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", "
 
 def _looks_local(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or os.path.isdir(os.path.expanduser(model))
-
-
-def _is_weight(name: str) -> bool:
-    return Path(name).suffix in formats.WEIGHT_SUFFIXES or name.endswith(_OTHER_WEIGHTS)
 
 
 def _cached_snapshot(repo: str, revision: str | None) -> Path | None:

@@ -1,8 +1,8 @@
 """Quantization families and what vLLM 0.32's GPU kernels need from a method and a dtype.
 
 `gpu_quantization_problem()` says, for a compute capability, why a `quantization=` / `dtype=`
-pair cannot run (pure: testable without a GPU); `check_gpu_quantization()` applies it to this
-machine's GPU before a load. `QUANT_FAMILIES` groups the `quantization=` names that read the same
+pair cannot run (pure: testable without a GPU); the explainer applies it to vLLM's own refusals.
+`QUANT_FAMILIES` groups the `quantization=` names that read the same
 checkpoint format.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import config
-from ..errors import GpuQuantizationError
 
 # Families of `quantization=` values that read the same checkpoint format (vLLM 0.32 names).
 QUANT_FAMILIES: dict[str, frozenset[str]] = {
@@ -69,22 +68,6 @@ def gpu_quantization_problem(method: str | None, dtype: Any, capability: int | N
         return (f"dtype='bfloat16' needs compute capability 8.0 or higher (Ampere) but {device} is {cc}: "
                 "pass dtype='float16'.")
     return None
-
-
-def check_gpu_quantization(method: str | None, dtype: Any = "auto") -> None:
-    """Raise before loading if this machine's GPU cannot run `method` with `dtype` (no-op on CPU).
-
-    Raises:
-        GpuQuantizationError: the message from `gpu_quantization_problem` for this GPU.
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        return
-    major, minor = torch.cuda.get_device_capability()
-    problem = gpu_quantization_problem(method, dtype, major * 10 + minor, torch.cuda.get_device_name())
-    if problem:
-        raise GpuQuantizationError(problem)
 
 
 # -- private helpers -------------------------------------------------------------------------------

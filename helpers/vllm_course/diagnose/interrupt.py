@@ -1,7 +1,7 @@
 """Clean up after a load interrupted by Ctrl-C (or the notebook's stop button).
 
 `release_interrupted()` frees the half-built engine an interrupted `LLM(...)` leaves reachable
-from the traceback, so the next load starts clean; `diagnosed()` and `engine.load_report()` call it.
+from the traceback, so the next load starts clean; `engine.load_report()` calls it.
 """
 
 from __future__ import annotations
