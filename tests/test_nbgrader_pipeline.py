@@ -9,8 +9,10 @@ all of its students. Submissions, named by state:
     solution      the instructor's notebook                       -> full marks on every graded cell
     release       the released notebook, unchanged                -> zero
     part1         the release with Part 1's answers filled in     -> exactly Part 1's points
-    <fixture>     tests/nbgrader_fixtures/<exercise>/submitted-<state>.ipynb, per-cell scores in
-                  expected.json next to it (ex1: values hard-coded from an earlier run)
+    <submission>  tests/nbgrader_submissions/<exercise>.py: answer sources applied to the release,
+                  and the score expected on every auto-graded cell: at least three correct answers
+                  in other styles (one imports differently from the starter code: graded cells must
+                  stand on their own) and, for every graded part, a cheat that must lose its points
     endless-loop  (first exercise only, its own call with a 30 s per-cell limit) part1 with an
                   endless loop in the last answer cell -> that cell times out, the rest still runs
 
@@ -18,13 +20,16 @@ Conventions this relies on (the exercises follow them): headings `## Part X (N p
 sum of that part's graded cells; Part 1's graded cells depend only on Part 1's answers.
 
 The kernels get a private VLLM_COURSE_HOME whose `repos` links to the built course models, so
-grading here never touches the shared hub, caches or scratch folders.
+grading here never touches the shared hub, caches or scratch folders. The seconds each student's
+notebook ran in autograde are printed (terminal) and kept in grading/autograde-seconds.txt of the copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
+import importlib.util
 import json
 import os
 import re
@@ -43,7 +48,7 @@ from vllm_course import config, models
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).with_name("nbgrader_fixtures")
+SUBMISSIONS = Path(__file__).with_name("nbgrader_submissions")
 BIN = Path(sys.executable).parent  # nbgrader shells out to `alembic`: the venv's bin must be on PATH
 PART_RE = re.compile(r"^##\s+Part\s+(\w+)\s+\((\d+)\s+points?\)", re.MULTILINE)
 HIDDEN_RE = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
@@ -219,21 +224,47 @@ def solution_nb(exercise: str):
     return nbformat.read(str(ROOT / "solutions" / exercise / notebook_name(exercise)), 4)
 
 
-def fixtures(exercise: str) -> dict[str, tuple[Path, dict[str, float]]]:
-    """state -> (submitted notebook, expected score per grade_id) from tests/nbgrader_fixtures/<exercise>/."""
-    folder = FIXTURES / exercise
-    if not folder.is_dir():
+@dataclass(frozen=True)
+class Submission:
+    """A learner's answer set: the source of some answer cells, and the score expected on every test cell."""
+
+    name: str
+    why: str
+    answers: dict[str, str]  # grade_id of an answer cell -> its whole source (others keep the release's stub)
+    scores: dict[str, float]  # grade_id of every auto-graded cell -> expected points
+
+    def applied_to(self, release):
+        """The release with these answers written into their cells, as a learner would hand it in."""
+        nb = nbformat.from_dict(json.loads(json.dumps(release)))
+        for cell in nb.cells:
+            if nbgrader_meta(cell).get("solution") and nbgrader_meta(cell)["grade_id"] in self.answers:
+                cell.source = self.answers[nbgrader_meta(cell)["grade_id"]]
+        return nb
+
+
+def submissions(exercise: str) -> dict[str, Submission]:
+    """name -> Submission, from tests/nbgrader_submissions/<exercise>.py (its SUBMISSIONS dict)."""
+    path = SUBMISSIONS / f"{exercise}.py"
+    if not path.is_file():
         return {}
-    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-    out = {}
-    for path in sorted(folder.glob("submitted-*.ipynb")):
-        state = path.stem.removeprefix("submitted-")
-        out[state] = (path, {k: v for k, v in expected[state].items() if not k.startswith("_")})
-    return out
+    spec = importlib.util.spec_from_file_location(f"nbgrader_submissions_{exercise}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: Submission(name, entry["why"], entry["answers"], {k: float(v) for k, v in entry["scores"].items()})
+            for name, entry in module.SUBMISSIONS.items()}
+
+
+def seconds_run(nb) -> float:
+    """Seconds from the first cell's start to the last cell's reply in an autograded notebook (nbclient's timing)."""
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(t.replace("Z", "+00:00")) for c in nb.cells if c.cell_type == "code"
+              for k, t in c.metadata.get("execution", {}).items() if k in ("iopub.status.busy", "shell.execute_reply")]
+    return (max(stamps) - min(stamps)).total_seconds() if stamps else 0.0
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory: pytest.TempPathFactory):
+def course(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """A graded copy of the course: every exercise generated, submitted, autograded, exported, fed back."""
     models.require(config.BASE_MODEL)
     base = tmp_path_factory.mktemp("nbgrader-course")
@@ -254,7 +285,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
 
     for exercise in EXERCISES:
         graded.nbgrader("generate_assignment", exercise, "--force")
-    students = ["solution", "release", "part1"] + sorted({s for e in EXERCISES for s in fixtures(e)})
+    students = ["solution", "release", "part1"] + sorted({s for e in EXERCISES for s in submissions(e)})
     graded.nbgrader("db", "student", "add", "solution", "--last-name=Solution", "--first-name=Instructor")
     roster = root / "students.csv"
     roster.write_text("id,last_name,first_name,email\n" + "".join(f"{s},{s},Test,\n" for s in students[1:] + ["endless-loop"]))
@@ -264,8 +295,8 @@ def course(tmp_path_factory: pytest.TempPathFactory):
         graded.submit("solution", exercise, solution_as_submitted(solution))
         graded.submit("release", exercise, release)
         graded.submit("part1", exercise, part1_submission(solution, release))
-        for state, (path, _) in fixtures(exercise).items():
-            graded.submit(state, exercise, nbformat.read(str(path), 4))
+        for name, submission in submissions(exercise).items():
+            graded.submit(name, exercise, submission.applied_to(release))
         start = time.perf_counter()
         graded.nbgrader("autograde", exercise)
         timings[exercise] = time.perf_counter() - start
@@ -277,11 +308,39 @@ def course(tmp_path_factory: pytest.TempPathFactory):
     for exercise in EXERCISES:
         graded.nbgrader("generate_feedback", exercise)
     graded.nbgrader("export", "--to=grading/grades.csv")
-    print("autograde seconds:", {k: round(v) for k, v in timings.items()})
+    _report_seconds(request, graded, timings)
     yield graded
     subprocess.run([sys.executable, "-m", "vllm_course", "hub", "stop", "--port", str(hub_port)],
                    env=env, capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)  # scratch caches hold copies of the model
+
+
+def _report_seconds(request: pytest.FixtureRequest, graded: Course, timings: dict[str, float]) -> None:
+    """Print (past pytest's capture) and save the seconds each student's notebook ran, per exercise."""
+    students = ["solution", "release", "part1"]
+    lines = ["autograde seconds (cells run, per student; `all` = the whole autograde call):"]
+    per_student: dict[str, float] = {}
+    for exercise in EXERCISES:
+        names = students + list(submissions(exercise))
+        row = {name: seconds_run(graded.autograded(name, exercise)) for name in names}
+        for name, seconds in row.items():
+            per_student[name] = per_student.get(name, 0.0) + seconds
+        lines.append(f"  {exercise:24} all {timings[exercise]:6.0f}  " + "  ".join(f"{n} {v:.0f}" for n, v in row.items()))
+    lines.append(f"  solution, all exercises: {per_student['solution']:.0f} s (target 120 s)")
+    lines.append(f"  endless-loop (own call): {timings['endless-loop']:.0f} s")
+    (graded.root / "grading" / "autograde-seconds.txt").write_text("\n".join(lines) + "\n")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture else _nothing():
+            reporter.write_line("")
+            for line in lines:
+                reporter.write_line(line)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 def _free_port() -> int:
@@ -329,13 +388,26 @@ class TestSources:
             if meta.get("solution"):
                 assert SOLUTION_RE.search(cell.source), f"answer cell {meta['grade_id']} has no solution region"
 
-    def test_do_the_fixtures_match_the_release(self, exercise):
-        """Does every fixture notebook have the release's graded cells, and name expected scores for them all?"""
-        release_ids = grade_cells(solution_nb(exercise))
-        for state, (path, expected) in fixtures(exercise).items():
-            nb = nbformat.read(str(path), 4)
-            assert grade_cells(nb) == release_ids, f"{path.name} is stale: regenerate it from the release"
-            assert set(expected) == set(auto_cells(nb)), f"expected.json[{state!r}] must score every auto-graded cell"
+    def test_do_the_submissions_fit_the_exercise(self, exercise):
+        """Does every submission fill only answer cells the exercise has, and expect a score for every test cell?"""
+        nb = solution_nb(exercise)
+        answer_ids = {nbgrader_meta(c)["grade_id"] for c in nb.cells if nbgrader_meta(c).get("solution")}
+        for name, submission in submissions(exercise).items():
+            assert set(submission.answers) <= answer_ids, f"{name} fills cells the exercise lacks: {set(submission.answers) - answer_ids}"
+            assert set(submission.scores) == set(auto_cells(nb)), f"{name} must expect a score for every auto-graded cell"
+            assert all(0 <= v <= auto_cells(nb)[k] for k, v in submission.scores.items()), f"{name}: a score above the cell's points"
+
+    def test_are_there_three_correct_styles_and_a_cheat_for_every_part(self, exercise):
+        """Do at least 3 submissions expect full marks, and does every graded part have a submission that loses its points?"""
+        nb, found = solution_nb(exercise), submissions(exercise)
+        full = auto_cells(nb)
+        correct = [n for n, s in found.items() if s.scores == {k: float(v) for k, v in full.items()}]
+        assert len(correct) >= 3, f"only {correct} expect full marks"
+        for part, _, ids in parts(nb):
+            auto = [i for i in ids if i in full]
+            cheats = [n for n, s in found.items() if any(s.scores[i] < full[i] for i in auto)
+                      and any(s.answers.get(a) for a in _answers_of_part(nb, part))]
+            assert not auto or cheats, f"Part {part} has no cheat among the submissions"
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -390,11 +462,17 @@ class TestAutograde:
         assert scores == expected, _errors(course.autograded("part1", exercise))
         assert sum(scores.values()) == points, "Part 1 should be auto-graded only"
 
-    def test_do_fixture_submissions_score_as_expected(self, course, exercise):
-        """Does each fixture submission (e.g. values hard-coded from an earlier run) score what expected.json says?"""
-        for state, (_, expected) in fixtures(exercise).items():
-            got = course.scores(state, exercise)
-            assert got == {k: float(v) for k, v in expected.items()}, (state, _errors(course.autograded(state, exercise)))
+    def test_does_every_submission_score_as_expected_cell_by_cell(self, course, exercise):
+        """Do correct answers in other styles get full marks, and does each cheat lose exactly the points it fakes?"""
+        wrong = []
+        for name, submission in submissions(exercise).items():
+            got = course.scores(name, exercise)
+            for cell, expected in submission.scores.items():
+                if got.get(cell) != expected:
+                    wrong.append(f"{name} {cell}: expected {expected:g}, got {got.get(cell)}")
+            if any(got.get(c) != v for c, v in submission.scores.items()):
+                wrong.append(f"  ({submission.why}) errors: {_errors(course.autograded(name, exercise))}")
+        assert not wrong, "\n".join(wrong)
 
 
 class TestTimeout:
@@ -420,7 +498,7 @@ class TestFeedback:
         assert lines, "this exercise has no hidden tests"
         autograded = json.dumps(course.autograded("solution", exercise).cells)
         assert all(json.dumps(line)[1:-1] in autograded for line in lines), "autograde should run the hidden tests"
-        for student in ["solution", "release", "part1", *fixtures(exercise)]:
+        for student in ["solution", "release", "part1", *submissions(exercise)]:
             text = html_text(course.feedback(student, exercise))
             leaked = [line for line in lines if line in text]
             assert not leaked, f"{student}'s feedback shows hidden test source: {leaked[:3]}"
@@ -442,6 +520,18 @@ class TestExport:
                 assert float(row["max_score"]) == total
                 assert float(row["score"]) == sum(course.scores(student, exercise).values())
         assert float(rows[(EXERCISES[0], "solution")]["score"]) == sum(auto_cells(course.solution(EXERCISES[0])).values())
+
+
+def _answers_of_part(nb, part: str) -> list[str]:
+    """grade_ids of the answer cells between Part `part`'s heading and the next heading."""
+    ids, current = [], None
+    for cell in nb.cells:
+        match = PART_RE.search(cell.source) if cell.cell_type == "markdown" else None
+        if match:
+            current = match.group(1)
+        elif current == part and nbgrader_meta(cell).get("solution"):
+            ids.append(nbgrader_meta(cell)["grade_id"])
+    return ids
 
 
 def _errors(nb) -> str:
