@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def main() -> int:
     lab = None
     try:
         start = time.monotonic()
-        subprocess.run(["make", "venv"], cwd=clone, env=env, check=True, stdout=subprocess.DEVNULL)
+        pip = subprocess.run(["make", "venv"], cwd=clone, env=env, capture_output=True, text=True)
+        if pip.returncode != 0:
+            raise RuntimeError(f"make venv failed (exit {pip.returncode}):\n{pip.stderr[-3000:]}")
         rows.append(("pip (make venv)", time.monotonic() - start))
 
         start = time.monotonic()
@@ -68,6 +71,8 @@ def main() -> int:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         url = _read_until_url(lab, start, args.timeout)
         rows.append(("make lab: pip done -> JupyterLab URL", time.monotonic() - start))
+        # Keep reading (and dropping) its output, so a full pipe never blocks JupyterLab or the build.
+        threading.Thread(target=lambda: [None for _ in lab.stdout], daemon=True).start()
 
         start_bg = time.monotonic()
         python = clone / ".venv" / "bin" / "python"
