@@ -481,7 +481,10 @@ def cache_holding(repo_id: str) -> Path:
     cache = Path(tempfile.mkdtemp(prefix="graded-cache-"))
     private = start_hub(port=0)
     try:
-        snapshot_download(repo_id, cache_dir=cache, endpoint=private.url)
+        # Activated too, not only passed: huggingface_hub's own side requests (its once-a-day
+        # /api/agent-harnesses fetch) go to constants.ENDPOINT, which may be a sentinel being watched.
+        with private.activate():
+            snapshot_download(repo_id, cache_dir=cache, endpoint=private.url)
     finally:
         private.stop()
     return cache
