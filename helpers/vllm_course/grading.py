@@ -536,22 +536,21 @@ class Remeasured:
 
 
 def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
-    """Call the learner's `measure()` on a copy of `repo_id`'s cached snapshot under a new folder name.
+    """Call the learner's `measure()` on a copy (links) of `repo_id`'s files under a new folder name.
 
     A figure typed in per model name does not fit a folder the learner has never seen. The learner's
     `tokens_per_second` (looked up in `namespace`, the kernel's globals) is watched while it runs and put back.
     """
     import resource
 
-    from huggingface_hub import snapshot_download
-
     from .engine import rss_bytes
 
-    snapshot = Path(snapshot_download(repo_id, local_files_only=True))
+    snapshot = models.require(repo_id)  # the files the hub serves for it
     copy = Path(tempfile.mkdtemp(prefix="graded-")) / "model-under-test"
     copy.mkdir()
     for item in snapshot.iterdir():
-        (copy / item.name).symlink_to(item.resolve())
+        if not item.name.startswith("."):
+            (copy / item.name).symlink_to(item.resolve())
     timed = []
     real = namespace["tokens_per_second"]
 
