@@ -11,7 +11,7 @@ DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(DEVICE)
 LAB_PORT ?= 8888
 
-.PHONY: lab test venv models quick-models hub-start hub-stop clean-venv
+.PHONY: lab test test-grading venv models quick-models hub-start hub-stop clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ test: models
 	$(PY) -m pytest -q -rs tests
 	$(PY) tests/nbval_sanitizers.py > $(VENV)/nbval_sanitize.cfg  # tests/nbval_sanitize.cfg + this course home
 	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
+
+# Every adversarial submission of tests/nbgrader_submissions (correct variants and cheats), graded
+# through nbgrader: ~40 min on 2 busy cores, so `make test` grades only the `*-modules` variants.
+test-grading: models
+	COURSE_SUBMISSIONS=all $(PY) -m pytest -q -rs tests/test_nbgrader_pipeline.py
 
 clean-venv:
 	rm -rf $(VENV)
