@@ -17,7 +17,7 @@ import re
 import pytest
 
 import faultlab as fl
-from vllm_course import config, models
+from vllm_course import config, engine, models
 
 
 @pytest.fixture(scope="module")
@@ -107,5 +107,9 @@ class TestInterruptDuringLoad:
         assert found["notes"] == ["vllm_course: the interrupted load was released; the next load starts clean."]
         assert found["live_engines"] == 0
         assert found["process_groups_left"] is False
-        assert found["rss_growth_gib"] < 0.45
+        # bf16 weights: +0.45 GiB at most. Where machine_kwargs() computes in float32 (AVX2 CPUs) the
+        # weights take 0.25 GiB more in memory (measured: +0.52 GiB with the release; a leaked engine
+        # holds that plus the +0.66 GiB measured in bf16).
+        extra = 0.25 if engine.machine_kwargs().get("dtype") == "float32" else 0.0
+        assert found["rss_growth_gib"] < 0.45 + extra
         assert "Paris" in found["answer"]
