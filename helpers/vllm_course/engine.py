@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, console, formats
+from .machine import best_dtype, has_gpu  # the one GPU/ISA probe (has_gpu is re-exported here)
 from .errors import WeightFormatError
 
 _VLLM_LOGGER = "vllm"
@@ -47,15 +48,6 @@ _TEACHING_RE = re.compile(
     r"quantization|Using .*kernel|load_format",
     re.IGNORECASE,
 )
-
-
-def has_gpu() -> bool:
-    """Return True when PyTorch sees a CUDA GPU."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a vLLM dependency
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def prepare_environment() -> None:
@@ -89,8 +81,6 @@ def machine_kwargs(**overrides: Any) -> dict[str, Any]:
         >>> machine_kwargs()                            # on an AVX2 CPU
         {'enforce_eager': True, 'max_model_len': 2048, 'dtype': 'float32'}
     """
-    from .machine import best_dtype
-
     kwargs: dict[str, Any] = {} if has_gpu() else {"enforce_eager": True, "max_model_len": 2048}
     if dtype := best_dtype():
         kwargs["dtype"] = dtype
