@@ -20,8 +20,8 @@ from vllm_course.errors import ModelNotBuiltError
 # A second process that holds the build lock, as a running `models build` does, for N seconds.
 _HOLD_LOCK = """
 import fcntl, sys, time
-from vllm_course import config
-path = config.repos_dir() / ".build.lock"
+from vllm_course import models
+path = models.build_lock_path()
 path.parent.mkdir(parents=True, exist_ok=True)
 with path.open("w") as handle:
     fcntl.flock(handle, fcntl.LOCK_EX)

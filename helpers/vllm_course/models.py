@@ -152,9 +152,14 @@ def wants_awq() -> bool:
     return has_gpu() or cpu_isa() != "AVX2"
 
 
+def build_lock_path() -> Path:
+    """The file a running build holds locked (flock): one build at a time."""
+    return config.repos_dir() / ".build.lock"
+
+
 def build_running() -> bool:
     """True while some process builds course models (it holds the build lock)."""
-    path = config.repos_dir() / ".build.lock"
+    path = build_lock_path()
     if not path.exists():
         return False
     with path.open("a") as handle:
@@ -205,7 +210,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
     """Hold `<repos>/.build.lock` (flock) for the whole build; wait when another build holds it."""
-    path = config.repos_dir() / ".build.lock"
+    path = build_lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         try:
