@@ -272,7 +272,7 @@ def _wanted(name: str) -> bool:
     return name in wanted.split(",")
 
 
-LOG_FORMAT = "--Application.log_format=%(asctime)s [%(name)s]%(highlevel)s %(message)s"
+LOG_FORMAT = "--Application.log_format=%(asctime)s [%(name)s] %(message)s"  # no %(highlevel)s: KeyError in every record
 STUDENT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) .*Creating/updating student with ID '([^']+)'", re.MULTILINE)
 STAMP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ", re.MULTILINE)
 
