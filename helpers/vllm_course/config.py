@@ -73,6 +73,7 @@ PT_MODEL = f"{ORG}/SmolLM2-135M-Instruct-pt"
 GPTQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-GPTQ-Int4"
 AWQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-AWQ-Int4"
 W8A8_MODEL = f"{ORG}/SmolLM2-135M-Instruct-W8A8"  # int8: runs where 4-bit kernels do not (AVX2 CPUs)
+SHARDED_MODEL = f"{ORG}/SmolLM2-135M-Instruct-sharded"  # bf16 in 3 safetensors shards + index (lesson 09)
 
 # The online profile's upstream equivalents (real Hub, GPU box).
 ONLINE_MODELS = {

@@ -10,6 +10,9 @@
 - course/SmolLM2-135M-Instruct-W8A8       int8 weights and activations (compressed-tensors), written
                                           here in a few lines of torch: the quantized model that
                                           vLLM's AVX2 CPU library can run (it has no 4-bit kernel)
+- course/SmolLM2-135M-Instruct-sharded     the bf16 weights split into safetensors shards of at most
+                                          SHARD_SIZE, with model.safetensors.index.json (what
+                                          large models look like on the Hub)
 
 A manifest (`manifest.json` next to the repos) records each file's sha256 and the recipe that
 made it; a repo whose recipe and files match is not rebuilt. Every repo is written to a
@@ -57,6 +60,9 @@ W8A8_CONFIG = {
     "ignore": ["lm_head"],
     "kv_cache_scheme": None,
 }
+
+# Shard limit of the sharded variant: 269 MB of bf16 weights give 3 shards (embedding + 30 layers).
+SHARD_SIZE = "100MB"
 
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "chat_template.jinja")
@@ -106,7 +112,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
     Args:
         awq: build the AWQ variant too (default: `config.BUILD_AWQ`, else where 4-bit runs).
         force: rebuild even when the manifest says a repo is up to date.
-        quick: only the repos that take seconds (bf16, -bin, -pt, W8A8), not GPTQ/AWQ (minutes).
+        quick: only the repos that take seconds (bf16, -bin, -pt, W8A8, -sharded), not GPTQ/AWQ (minutes).
         log: where progress lines go.
 
     Raises:
@@ -118,6 +124,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
         (config.BIN_MODEL, lambda dst: _build_single_file(dst, "pytorch_model.bin")),
         (config.PT_MODEL, lambda dst: _build_single_file(dst, "model.pt")),
         (config.W8A8_MODEL, _build_w8a8),
+        (config.SHARDED_MODEL, _build_sharded),
     ]
     if not quick:
         steps.append((config.GPTQ_MODEL, lambda dst: _build_quantized(dst, "gptq")))
@@ -392,6 +399,31 @@ def _build_w8a8(dst: Path) -> dict:
         "source": f"{config.BASE_MODEL} (bf16)",
         "quantizer": "vllm_course.models._build_w8a8: round-to-nearest int8 per output channel "
                      "(scale = max|w| / 127), dynamic per-token int8 activations, compressed-tensors int-quantized",
+    }
+
+
+def _build_sharded(dst: Path) -> dict:
+    """Split the base model's bf16 weights into safetensors shards plus `model.safetensors.index.json`.
+
+    huggingface_hub's `save_torch_state_dict` (the writer behind transformers' `save_pretrained`)
+    fills shards of at most `SHARD_SIZE` in state-dict order and names them
+    `model-0000i-of-0000n.safetensors`; the index maps every tensor name to its shard.
+    """
+    from huggingface_hub import save_torch_state_dict
+    from safetensors.torch import load_file
+
+    base = require(config.BASE_MODEL)
+    for name in COPIED_FILES:
+        shutil.copy2(base / name, dst / name)
+    state = load_file(base / "model.safetensors")
+    save_torch_state_dict(state, dst, max_shard_size=SHARD_SIZE, metadata={"format": "pt"})
+    shards = sorted(p.name for p in dst.glob("model-*.safetensors"))
+    for name in shards:
+        (dst / name).chmod(0o644)  # written through a private temp file (0600); readable like the rest
+    return {
+        "source": f"{config.BASE_MODEL} (model.safetensors)",
+        "conversion": f"huggingface_hub.save_torch_state_dict(max_shard_size={SHARD_SIZE!r}): "
+                      f"{len(shards)} shards and model.safetensors.index.json, the same tensors",
     }
 
 
