@@ -31,6 +31,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from vllm_course import config, hub, models
+from vllm_course.hub.repos import file_hashes
 
 GATED = f"{config.ORG}/SmolLM2-135M-Instruct-gated"
 GATED_TOKEN = "hf_course_lab_token"
@@ -451,7 +452,7 @@ def hub_dies_mid_download(root: Path, workdir: Path, *, comes_back: bool) -> dic
         found["ranges"] = [r.range for r in lab.hub.stats().recent if r.kind == "range"]
         found["layout"] = cache_layout(home, BIG)
         found["blob_sha256"] = _sha256(home, BIG)
-        found["source_sha256"] = _file_sha256(root / BIG / "model.safetensors")
+        found["source_sha256"] = file_hashes(root / BIG / "model.safetensors")[0]
         return found
     finally:
         running.stop()
@@ -482,7 +483,7 @@ def disk_fills_during_download(root: Path, workdir: Path) -> dict[str, Any]:
             found["second"] = run_outcome(DOWNLOAD.format(repo=BIG), env)
             found["layout"] = cache_layout(home, BIG)
             found["blob_sha256"] = _sha256(home, BIG)
-            found["source_sha256"] = _file_sha256(root / BIG / "model.safetensors")
+            found["source_sha256"] = file_hashes(root / BIG / "model.safetensors")[0]
             return found
     finally:
         lab.close()
@@ -536,14 +537,4 @@ def interrupt_during_load(workdir: Path) -> Outcome:
 def _sha256(hf_home: Path, repo_id: str) -> str | None:
     snaps = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots"
     found = sorted(snaps.glob("*/model.safetensors")) if snaps.is_dir() else []
-    return _file_sha256(found[0]) if found and found[0].exists() else None
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_hashes(found[0])[0] if found and found[0].exists() else None

@@ -10,7 +10,6 @@ Test modules import what they use: `from hub_fixtures import tiny_hub, hf_env, r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from vllm_course import hub
+from vllm_course.hub.repos import file_hashes
 
 TINY = "org/tiny"
 SECRET = b"TOP-SECRET-5f1c9e outside the hub root"
@@ -50,11 +50,7 @@ def make_tiny_repo(root: Path, repo_id: str = TINY, weight_floats: int = 16_384,
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_hashes(path)[0]
 
 
 def run_py(code: str, env: dict[str, str], timeout: float = 120, check: bool = True) -> dict:

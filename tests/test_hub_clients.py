@@ -20,6 +20,7 @@ from hub_fixtures import (  # noqa: F401
 )
 from vllm_course import hub
 from vllm_course.errors import HubError
+from vllm_course.hub.cli import _request_line
 
 
 VERIFY_CACHE = """
@@ -124,6 +125,21 @@ class TestHfCli:
         verify = run("cache", "verify", TINY)
         assert verify.returncode == 0 and "All checksums match" in verify.stdout, verify.stdout + verify.stderr
         assert tiny_hub.stats().full_downloads == 3
+
+    def test_does_hf_get_the_agent_registry_it_asks_for_and_keep_it(self, tiny_hub, hf_env):
+        """Does the `hf` CLI's `GET /api/agent-harnesses` get a 200 the client stores in HF_HOME (so a
+        second command does not ask again), with no error in the log or in `hub watch`'s line?"""
+        run = lambda *args: subprocess.run([HF_CLI, *args], env=hf_env, capture_output=True, text=True, timeout=120)
+        for name in ("config.json", "extra/notes.txt"):
+            done = run("download", TINY, name)
+            assert done.returncode == 0, done.stderr
+        stats = tiny_hub.stats()
+        asked = [r for r in stats.recent if r.path == "/api/agent-harnesses"]
+        assert [(r.method, r.status, r.kind) for r in asked] == [("GET", 200, "metadata")]
+        assert stats.errors == 0
+        stored = json.loads((Path(hf_env["HF_HOME"]) / ".agent_harnesses.json").read_text())
+        assert stored == {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}}
+        assert re.search(r"GET  200 metadata +/api/agent-harnesses$", _request_line(asked[0]))
 
 
 class TestActivation:

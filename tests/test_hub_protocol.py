@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from huggingface_hub.utils.sha import git_hash
 
 from hub_fixtures import TINY, make_tiny_repo, sha256_of
 from vllm_course import hub
-from vllm_course.hub.repos import RepoStore, git_blob_oid, is_lfs, lfs_pointer
+from vllm_course.hub.repos import RepoStore, is_lfs, lfs_pointer
 
 
 def _git_hash_object(data: bytes) -> str:
@@ -74,6 +75,26 @@ class TestModelInfo:
         assert missing.status_code == 404
         assert missing.headers["X-Error-Code"] == "RevisionNotFound"
         assert "error" in missing.json()
+
+    def test_are_commit_shas_unique_per_repo_and_stable(self, client, hub_root):
+        """Do two repos with identical files get different shas (as on the real Hub), each the same
+        as a fresh scan of the folder computes, and is one repo's sha no revision of the other?"""
+        tiny, other = (client.get(f"/api/models/{rid}").json()["sha"] for rid in (TINY, "other/model"))
+        files = [{p.relative_to(hub_root / rid): sha256_of(p) for p in (hub_root / rid).rglob("*") if p.is_file()}
+                 for rid in (TINY, "other/model")]
+        assert files[0] == files[1]
+        assert tiny != other
+        assert (RepoStore(hub_root).view(TINY).sha, RepoStore(hub_root).view("other/model").sha) == (tiny, other)
+        assert client.get(f"/api/models/{TINY}/revision/{other}").headers["X-Error-Code"] == "RevisionNotFound"
+
+    def test_does_the_agent_registry_answer_what_huggingface_hub_reads(self, client, tiny_hub):
+        """Does /api/agent-harnesses answer 200 with the registry shape `utils/_detect_agent.py` reads
+        (standardEnvVars, harnesses), logged as a metadata request, not an error?"""
+        response = client.get("/api/agent-harnesses")
+        assert response.status_code == 200
+        assert response.json() == {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}}
+        stats = tiny_hub.stats()
+        assert (stats.errors, [(r.path, r.kind) for r in stats.recent]) == (0, [("/api/agent-harnesses", "metadata")])
 
     def test_is_an_unknown_repo_a_json_404_with_repo_not_found(self, client):
         """Does an unknown repo give 404, X-Error-Code RepoNotFound and a JSON error body?"""
@@ -140,7 +161,7 @@ class TestTree:
         """Is a text file's oid `git hash-object` of it, and a weight's oid that of its LFS pointer?"""
         entries = {e["path"]: e for e in client.get(f"/api/models/{TINY}/tree/main").json()}
         config = (hub_root / TINY / "config.json").read_bytes()
-        assert entries["config.json"]["oid"] == _git_hash_object(config) == git_blob_oid(config)
+        assert entries["config.json"]["oid"] == _git_hash_object(config) == git_hash(config)
         assert "lfs" not in entries["config.json"]
         weights = hub_root / TINY / "model.safetensors"
         lfs = entries["model.safetensors"]["lfs"]
@@ -176,7 +197,7 @@ class TestResolve:
     def test_is_a_text_files_etag_its_git_blob_id(self, client, hub_root):
         """Is the ETag of config.json its git blob id, without X-Linked headers?"""
         response = client.head(f"/{TINY}/resolve/main/config.json")
-        assert response.headers["ETag"] == f'"{git_blob_oid((hub_root / TINY / "config.json").read_bytes())}"'
+        assert response.headers["ETag"] == f'"{git_hash((hub_root / TINY / "config.json").read_bytes())}"'
         assert "X-Linked-Etag" not in response.headers
 
     def test_does_get_send_the_exact_bytes(self, client, hub_root):

@@ -135,8 +135,9 @@ class TestStartup:
             hub.start(root=missing, port=0)
 
     def test_does_serve_on_a_missing_root_exit_with_the_folder_named(self, tmp_path):
-        """Does the hub's own process exit non-zero and name the folder when the root is missing?"""
-        done = subprocess.run([sys.executable, "-c", "from vllm_course.hub.server import main; main()",
+        """Does the hub's own process (`hub serve`, what start() launches) exit non-zero and name the folder
+        when the root is missing?"""
+        done = subprocess.run([sys.executable, "-m", "vllm_course", "hub", "serve", "--port", "0",
                                "--root", str(tmp_path / "gone")], capture_output=True, text=True, timeout=30)
         assert done.returncode != 0
         assert str(tmp_path / "gone") in done.stderr

@@ -13,7 +13,8 @@ from .errors import CourseError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import envcheck, hub_cli, models
+    from . import envcheck, models
+    from .hub import cli as hub_cli
 
     parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
     areas = parser.add_subparsers(dest="area", required=True)

@@ -13,7 +13,6 @@ blob id (sha1 of `blob <size>\\0<bytes>`) of a small one.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
-_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -216,6 +214,8 @@ def _verify_offline(repo_id: str, revision: str | None, cache_dir: Path) -> Veri
     """Hash each file of a cached revision and compare with its blob's etag name."""
     from huggingface_hub.file_download import repo_folder_name
 
+    from .hub.repos import file_hashes
+
     repo_dir = cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
     commit = _cached_commit(repo_dir, revision, repo_id)
     snapshot = repo_dir / "snapshots" / commit
@@ -233,7 +233,7 @@ def _verify_offline(repo_id: str, revision: str | None, cache_dir: Path) -> Veri
         if os.path.commonpath([root, real]) != root:
             bad.append(BlobCheck(rel, algorithm, blob.name, f"(not read: it points outside the cache, to {real})"))
             continue
-        actual = _hash_file(Path(real), algorithm)
+        actual = file_hashes(real)[0 if algorithm == "sha256" else 1]
         if actual != blob.name:
             bad.append(BlobCheck(rel, algorithm, blob.name, actual))
     return VerifyReport(repo_id, commit, "blob names, offline", checked, tuple(bad), (), tuple(unnamed), snapshot)
@@ -252,15 +252,6 @@ def _cached_commit(repo_dir: Path, revision: str | None, repo_id: str) -> str:
         raise CacheTargetError(f"{repo_id}@{commit[:8]} is not in the cache {repo_dir.parent}: "
                                "see cache.scan() for the cached revisions.")
     return commit
-
-
-def _hash_file(path: Path, algorithm: str) -> str:
-    """sha256 of the bytes, or git's blob id: sha1 over `blob <size>\\0` + the bytes."""
-    digest = hashlib.sha256() if algorithm == "sha256" else hashlib.sha1(b"blob %d\x00" % path.stat().st_size)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _existing_folder(path: Path) -> Path:

@@ -20,7 +20,7 @@ from .cache_scan import CacheScan, RevisionRow, format_bytes, scan
 from .errors import CacheSafetyError, CacheTargetError
 
 if TYPE_CHECKING:
-    from huggingface_hub import CachedRepoInfo, DeleteCacheStrategy, HFCacheInfo
+    from huggingface_hub import DeleteCacheStrategy, HFCacheInfo
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _REPO_TYPES = ("model", "dataset", "space", "kernel")
@@ -210,31 +210,30 @@ def plan_detached(*, cache_dir: str | os.PathLike[str] | None = None) -> DeleteP
 def plan_for(rows: Iterable[RevisionRow], *, reason: str, scan_result: CacheScan | None = None) -> DeletePlan:
     """Given revision rows of one scan, return a checked `DeletePlan` for them.
 
-    Each repo gets its own `delete_revisions()` call (the course hub derives commit hashes from
-    content, so one hash can be cached under two repos; the library would delete both), and the
-    strategies are merged. Blob paths outside the cache are dropped from the strategy and their
-    bytes from the estimate.
+    One `delete_revisions()` call over the rows' repos only (the library takes a hash from the first
+    repo it meets that holds it: commit hashes are unique per repo on the Hub and the course hub, but
+    a cache filled by an older course hub may hold one hash in two repos). Blob paths outside the
+    cache are dropped from the strategy and their bytes from the estimate.
 
     Raises:
+        CacheTargetError: rows not from this scan, or two of them with one hash in different repos.
         CacheSafetyError: the library planned to remove a repo, snapshot or ref outside the cache.
     """
     found = scan_result or scan()
     chosen = sorted({row.target: row for row in rows}.values(), key=lambda r: (r.repo_id, r.commit_hash))
     if not chosen or found.info is None:
         return DeletePlan(found.cache_dir, reason, (), 0, (), None)
-    by_repo: dict[tuple[str, str], set[str]] = {}
     for row in chosen:
         if row not in found.revisions:
             raise CacheTargetError(f"{row.target} is not in this scan of {found.cache_dir} (an older scan?): "
                                    "pass rows from the same scan_result.")
-        by_repo.setdefault((row.repo_type, row.repo_id), set()).add(row.commit_hash)
-    parts = []
-    for repo in found.info.repos:
-        hashes = by_repo.get((repo.repo_type, repo.repo_id))
-        if hashes:
-            only = replace(found.info, repos=frozenset({repo}))
-            parts.append((repo, only.delete_revisions(*sorted(hashes))))
-    strategy, freed, outside = _merge_checked(parts, found.cache_dir)
+    hashes = {row.commit_hash for row in chosen}
+    if len(hashes) < len(chosen):
+        raise CacheTargetError("Some of these revisions share a commit hash across repos (a cache filled by an "
+                               "older course hub): plan them one repo at a time (repo@hash).")
+    repos = {(row.repo_type, row.repo_id) for row in chosen}
+    only = replace(found.info, repos=frozenset(r for r in found.info.repos if (r.repo_type, r.repo_id) in repos))
+    strategy, freed, outside = _inside_only(only, only.delete_revisions(*sorted(hashes)), found.cache_dir)
     return DeletePlan(found.cache_dir, reason, tuple(chosen), freed, outside, strategy)
 
 
@@ -313,30 +312,20 @@ def _inside(path: Path, root: Path) -> bool:
     return path != root and os.path.commonpath([str(root), str(path)]) == str(root)
 
 
-def _merge_checked(parts: list[tuple[CachedRepoInfo, DeleteCacheStrategy]],
-                   cache_dir: Path) -> tuple[DeleteCacheStrategy, int, tuple[Path, ...]]:
-    """Merge per-repo strategies; drop blobs outside the cache and bytes that would not be freed."""
+def _inside_only(info: HFCacheInfo, strategy: DeleteCacheStrategy,
+                 cache_dir: Path) -> tuple[DeleteCacheStrategy, int, tuple[Path, ...]]:
+    """Drop blobs outside the cache from the strategy, and the bytes they hold from its estimate."""
     root = cache_dir.resolve()
-    blobs, refs, repos, snapshots, files = set(), set(), set(), set(), set()
-    freed, outside = 0, set()
-    for repo, strategy in parts:
-        whole = repo.repo_path in strategy.repos
-        counted = {f.blob_path: f.size_on_disk for rev in repo.revisions for f in rev.files
-                   if whole or (rev.snapshot_path in strategy.snapshots
-                                and (f.blob_path in strategy.blobs or rev.snapshot_path in f.blob_path.parents))}
-        not_freed = {p: s for p, s in counted.items() if not _inside(Path(os.path.realpath(p)), root)}
-        freed += max(strategy.expected_freed_size - sum(not_freed.values()), 0)
-        outside.update(Path(os.path.realpath(p)) for p in not_freed)
-        blobs.update(p for p in strategy.blobs if _inside(_unfollowed(p), root))
-        refs |= strategy.refs
-        repos |= strategy.repos
-        snapshots |= strategy.snapshots
-        files |= strategy.files
-    merged = replace(parts[0][1], blobs=frozenset(blobs), refs=frozenset(refs), repos=frozenset(repos),
-                     snapshots=frozenset(snapshots), files=frozenset(files), expected_freed_size=freed,
-                     cache_dir=root)
-    _check_paths(merged, root)
-    return merged, freed, tuple(sorted(outside))
+    counted = {f.blob_path: f.size_on_disk for repo in info.repos for rev in repo.revisions for f in rev.files
+               if repo.repo_path in strategy.repos
+               or (rev.snapshot_path in strategy.snapshots
+                   and (f.blob_path in strategy.blobs or rev.snapshot_path in f.blob_path.parents))}
+    outside = {p: s for p, s in counted.items() if not _inside(Path(os.path.realpath(p)), root)}
+    freed = max(strategy.expected_freed_size - sum(outside.values()), 0)
+    blobs = frozenset(p for p in strategy.blobs if _inside(_unfollowed(p), root))
+    checked = replace(strategy, blobs=blobs, expected_freed_size=freed, cache_dir=root)
+    _check_paths(checked, root)
+    return checked, freed, tuple(sorted({Path(os.path.realpath(p)) for p in outside}))
 
 
 def _check_paths(strategy: DeleteCacheStrategy, cache_dir: Path) -> None:

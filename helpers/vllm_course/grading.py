@@ -19,7 +19,6 @@ Example (a hidden test cell):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -35,9 +34,9 @@ from . import models
 from .errors import GradingCheckError
 from .hub import HubHandle, HubStats
 from .hub import start as start_hub
+from .hub.repos import file_hashes
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,10 +123,10 @@ def check_blobs(snapshot: CachedSnapshot) -> None:
         link = snapshot.path / name
         if link.resolve() != blob.resolve():
             raise GradingCheckError(f"{link} does not point to its blob {blob}.")
-        sha256, git_sha1 = _hashes(blob)
+        sha256, git_sha1 = file_hashes(blob)
         if blob.name not in (sha256, git_sha1):
             raise GradingCheckError(f"The blob of {name} ({blob.name}) does not hash to its name: it is corrupt.")
-        if (source / name).is_file() and _hashes(source / name)[0] != sha256:
+        if (source / name).is_file() and file_hashes(source / name)[0] != sha256:
             raise GradingCheckError(f"{name} in the cache differs from the file the hub serves.")
 
 
@@ -151,7 +150,7 @@ def check_folder_matches_repo(folder: str | os.PathLike[str], repo_id: str) -> N
             raise GradingCheckError(f"{mine} is missing: download every file of {repo_id} into {folder}.")
         if mine.is_symlink():
             raise GradingCheckError(f"{mine} is a link ({os.readlink(mine)}): an offline folder must hold real files.")
-        if _hashes(mine)[0] != _hashes(source / name)[0]:
+        if file_hashes(mine)[0] != file_hashes(source / name)[0]:
             raise GradingCheckError(f"{mine} differs from {repo_id}'s {name}: download it again.")
 
 
@@ -508,17 +507,6 @@ def checkpoint_sizes_logged(since: int) -> list[float]:
 
     return [float(m.group(1)) for line in engine._LOG_LINES[since:]
             for m in [re.search(r"Checkpoint size: ([\d.]+) GiB", line)] if m]
-
-
-def _hashes(path: Path) -> tuple[str, str]:
-    """(sha256, git blob sha1) of a file's bytes."""
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
-    sha1.update(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            sha256.update(chunk)
-            sha1.update(chunk)
-    return sha256.hexdigest(), sha1.hexdigest()
 
 
 # ---------------------------------------------------------------- the quantization exercise

@@ -20,14 +20,15 @@ Facts a lesson relies on:
   huggingface_hub (`constants.ENDPOINT`, `constants.HUGGINGFACE_CO_URL_TEMPLATE`, and the
   module-level `HfApi`), which is enough for hf_hub_download, snapshot_download, model_info and
   vLLM. HF_HUB_OFFLINE and HF_HOME cannot be switched after the import.
-- Each repo's commit sha is derived from its files' (path, sha256) list: the same files give the
-  same sha on every machine. Revisions: `main` and that sha.
+- Each repo's commit sha is derived from its id and its files' (path, sha256) list: stable on
+  every machine, and unique per repo as on the real Hub. Revisions: `main` and that sha.
 - A file `.gated` in a repo folder gates it (401/403 `GatedRepo`); its lines are accepted tokens.
   Dotfiles are never listed or served; nothing outside the root is ever served.
 - Counters: `GET /_course/stats` (add `?reset=1` to zero them after reading), `GET /_course/health`.
 - Background hubs on a fixed port are recorded in `<course home>/hub/<port>.json`.
 
-CLI: `python -m vllm_course hub serve|start|stop|status`.
+CLI (`hub/cli.py`): `python -m vllm_course hub serve|start|stop|status|watch`; `start` runs `hub serve`
+in a background process.
 """
 
 from .control import HubHandle, is_running, start, state_dir, stats, status, stop

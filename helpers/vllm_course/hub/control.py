@@ -35,7 +35,7 @@ from .repos import RepoStore
 from .server import SERVICE
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-_LAUNCH = "import sys; from vllm_course.hub.server import main; sys.exit(main())"
+_SERVE = ["-m", "vllm_course", "hub", "serve"]  # how a hub process is started (and recognised)
 
 
 def state_dir() -> Path:
@@ -250,7 +250,7 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
     tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
     ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
     ready.unlink(missing_ok=True)
-    args = [sys.executable, "-c", _LAUNCH, "--root", str(root), "--host", host, "--port", str(port),
+    args = [sys.executable, *_SERVE, "--root", str(root), "--host", host, "--port", str(port),
             "--ready-file", str(ready)]
     args += ["--upstream", upstream] if upstream else []
     args += ["--throttle-bps", str(throttle_bps)] if throttle_bps else []
@@ -343,9 +343,11 @@ def _is_hub_process(pid: int) -> bool:
     try:
         import psutil
 
-        return "vllm_course.hub.server" in " ".join(psutil.Process(pid).cmdline())
+        cmdline = " ".join(psutil.Process(pid).cmdline())
     except Exception:
         return False
+    # the second form: a hub started by a course version before `hub serve` launched them
+    return " ".join(_SERVE) in cmdline or "vllm_course.hub.server" in cmdline
 
 
 def _kill_child(child: subprocess.Popen[bytes]) -> None:

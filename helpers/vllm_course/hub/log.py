@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 RECENT_LIMIT = 500
@@ -245,8 +246,8 @@ def now() -> float:
 class LoggedApp:
     """ASGI wrapper that counts each answered request (status, bytes really sent) in the log.
 
-    Handlers describe the request in `scope["hub_log"]` (kind, repo_id, file, range); requests to
-    `/_course/...` are not counted.
+    Handlers describe the request in `request.state` (kind, repo_id, file); a 206 answer is a
+    ranged read, any 4xx/5xx an error. Requests to `/_course/...` are not counted.
     """
 
     def __init__(self, app: ASGIApp, log: RequestLog) -> None:
@@ -265,15 +266,16 @@ class LoggedApp:
                 seen["bytes"] += len(message.get("body", b""))
             await send(message)
 
+        request = Request(scope)
+        request.state.kind = "metadata"  # what the handlers do not describe (also /api/agent-harnesses)
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            info = scope.get("hub_log", {})
-            kind = info.get("kind", "metadata")
-            if seen["status"] >= 400:
-                kind = "error"
+            state = request.state
+            kind = "error" if seen["status"] >= 400 else "range" if seen["status"] == 206 else state.kind
             self.log.add(RequestRecord(
                 time=now(), method=scope["method"], path=scope["path"], status=seen["status"], kind=kind,
-                repo_id=info.get("repo_id"), file=info.get("file"), range=info.get("range"),
+                repo_id=getattr(state, "repo_id", None), file=getattr(state, "file", None),
+                range=request.headers.get("range") if kind == "range" else None,
                 bytes_sent=seen["bytes"] if kind in ("download", "range") else 0,
             ))

@@ -11,7 +11,6 @@ what an earlier run mirrored.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import tempfile
@@ -32,6 +31,7 @@ from .repos import (
     RepoView,
     RevisionNotFound,
     check_revision,
+    file_hashes,
     split_repo_path,
     validate_repo_id,
 )
@@ -197,19 +197,9 @@ def _view_from_manifest(repo_id: str, manifest: dict[str, Any]) -> RepoView:
 
 def _matches(store: RepoStore | None, path: Path, entry: Entry) -> bool:
     """Whether a file has the entry's size and hash (sha256 for LFS, git blob id otherwise)."""
-    size = path.stat().st_size
-    if size != entry.size:
+    if path.stat().st_size != entry.size:
         return False
-    if store is not None:
-        sha256, blob = store.file_hashes(path)
-    else:
-        sha = hashlib.sha256()
-        git = hashlib.sha1(b"blob %d\x00" % size)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(4 * 1024 * 1024):
-                sha.update(chunk)
-                git.update(chunk)
-        sha256, blob = sha.hexdigest(), git.hexdigest()
+    sha256, blob = store.file_hashes(path) if store is not None else file_hashes(path)
     return sha256 == entry.sha256 if entry.lfs else blob == entry.oid
 
 

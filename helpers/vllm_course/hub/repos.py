@@ -4,8 +4,9 @@ Everything the server says about a repo comes from here: the file list, each fil
 and sha256, which files are "LFS" (weights), the repo's commit sha, and the safe path of a file on
 disk. Nothing outside the root is ever returned: every path is resolved and checked against it.
 
-The commit sha is derived from the sorted `(path, sha256)` list, so the same files give the same
-sha on every machine (a mirror that has fetched every file agrees with its upstream).
+The commit sha is derived from the repo id and its sorted `(path, sha256)` list: the same repo
+with the same files gives the same sha on every machine, and, as on the real Hub, two repos never
+share one (`HFCacheInfo.delete_revisions(hash)` relies on that).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from huggingface_hub.utils.sha import git_hash
 
 from ..errors import HubError
 
@@ -131,15 +134,29 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
-def git_blob_oid(data: bytes) -> str:
-    """Git's object id of a blob with these bytes: sha1(b"blob <len>\\0" + data)."""
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+def commit_sha(repo_id: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """The repo's commit sha: sha1 over the repo id and the sorted `path sha256` lines.
 
-
-def commit_sha(pairs: Iterable[tuple[str, str]]) -> str:
-    """The repo's commit sha: sha1 over the sorted `path sha256` lines (same files, same sha)."""
-    text = "".join(f"{path} {digest}\n" for path, digest in sorted(pairs))
+    Stable (same repo, same files: same sha) and unique per repo, like the real Hub's.
+    """
+    text = f"{repo_id}\n" + "".join(f"{path} {digest}\n" for path, digest in sorted(pairs))
     return hashlib.sha1(text.encode()).hexdigest()
+
+
+def file_hashes(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Given a file, return its (sha256, git blob sha1), reading it once in 4 MiB chunks.
+
+    The two names the Hub gives a file's bytes: an LFS file's etag and oid (sha256), and a small
+    file's git blob id (`git hash-object`, as huggingface_hub's `utils.sha.git_hash`, which needs
+    the whole file in memory). The one hashing function of the course.
+    """
+    sha256 = hashlib.sha256()
+    blob = hashlib.sha1(b"blob %d\x00" % os.stat(path).st_size)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            sha256.update(chunk)
+            blob.update(chunk)
+    return sha256.hexdigest(), blob.hexdigest()
 
 
 def is_lfs(path: str, size: int) -> bool:
@@ -235,7 +252,7 @@ class RepoStore:
         """
         folder = self.repo_dir(repo_id)
         entries = tuple(self._entry(folder, path) for path in self._walk(folder))
-        sha = commit_sha((e.path, e.sha256 or "") for e in entries)
+        sha = commit_sha(repo_id, ((e.path, e.sha256 or "") for e in entries))
         check_revision(repo_id, revision, sha)
         gated, tokens = read_gate(folder)
         mtimes = [folder.stat().st_mtime] + [(folder / e.path).stat().st_mtime for e in entries]
@@ -263,7 +280,7 @@ class RepoStore:
         st = path.stat()
         sha256, oid = self._hash(path, st.st_size, st.st_mtime_ns)
         if is_lfs(rel, st.st_size):
-            return Entry(rel, st.st_size, git_blob_oid(lfs_pointer(sha256, st.st_size)), sha256, True)
+            return Entry(rel, st.st_size, git_hash(lfs_pointer(sha256, st.st_size)), sha256, True)
         return Entry(rel, st.st_size, oid, sha256, False)
 
     def file_hashes(self, path: Path) -> tuple[str, str]:
@@ -277,13 +294,7 @@ class RepoStore:
         with self._lock:
             if key in self._hashes:
                 return self._hashes[key]
-        sha256 = hashlib.sha256()
-        blob = hashlib.sha1(b"blob %d\x00" % size)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                sha256.update(chunk)
-                blob.update(chunk)
-        result = (sha256.hexdigest(), blob.hexdigest())
+        result = file_hashes(path)
         with self._lock:
             self._hashes[key] = result
         return result

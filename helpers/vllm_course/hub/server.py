@@ -6,24 +6,24 @@ Endpoints (repo ids are `org/name`; revisions are `main` or the full commit sha)
     GET       /api/models                                  list the repos (id, author, gated)
     GET       /api/models/{repo}[/revision/{rev}]          model info: id, sha, siblings, gated
     GET       /api/models/{repo}/tree/{rev}[/{path}]       listing (?recursive=1&expand=1)
-    HEAD/GET  /{repo}/resolve/{rev}/{file}                 file bytes; Range GETs answer 206
+    HEAD/GET  /{repo}/resolve/{rev}/{file}                 file bytes (starlette's FileResponse: Range GETs 206)
+    GET       /api/agent-harnesses                         huggingface_hub's agent registry: an empty one
     GET       /_course/health                              {"status": "ok", "root": ..., "pid": ...}
     GET       /_course/stats[?reset=1]                     request counters (reset after reading)
 
 Only GET and HEAD are allowed (405 otherwise). Errors are 404 JSON with `X-Error-Code:
 RepoNotFound | RevisionNotFound | EntryNotFound`, 401/403 `GatedRepo` for gated repos.
-Every path is resolved against the root; nothing outside it is served.
+Every path is resolved against the root; nothing outside it is served. Handlers describe each
+request for the log in `request.state` (kind, repo_id, file).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -39,12 +39,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Scope
 
+from .faults import FaultyFile
 from .log import LoggedApp, RequestLog
 from .mirror import GatedUpstream, Mirror, UpstreamError
-from .ranges import FileSlice, parse_range
 from .repos import Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, split_repo_path
 
 SERVICE = "vllm-course-hub"
+# What huggingface_hub's `utils/_detect_agent.py` reads from `/api/agent-harnesses` (it names the
+# AI agent driving the client in its user-agent): the standard variables, and no known harness.
+AGENT_HARNESSES = {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}}
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class HubApp:
         routes = [
             Route("/_course/health", self.health),
             Route("/_course/stats", self.stats),
+            Route("/api/agent-harnesses", self.agent_harnesses),
             Route("/{path:path}", self.dispatch),
         ]
         return LoggedApp(Starlette(routes=routes), self.log)
@@ -107,6 +111,10 @@ class HubApp:
         return JSONResponse(snapshot.to_dict())
 
     # -- Hub protocol --------------------------------------------------------------------------
+
+    async def agent_harnesses(self, request: Request) -> Response:
+        """Answer huggingface_hub's once-a-day registry fetch (a 404 would show in `hub watch`)."""
+        return JSONResponse(AGENT_HARNESSES)
 
     async def dispatch(self, request: Request) -> Response:
         """Given any GET/HEAD request, route it by its raw path (so `%2F` and `%2e%2e` are seen as sent)."""
@@ -131,13 +139,13 @@ class HubApp:
             return _error(502, "", f"{exc}. The hub has no cached copy; start the upstream or pass no --upstream.")
 
     async def _api(self, request: Request, rest: list[str]) -> Response:
-        request.scope["hub_log"] = {"kind": "metadata"}
+        request.state.kind = "metadata"
         if not rest:
             return await self.list_models(request)
         if len(rest) < 2:
             raise RepoNotFound("expected /api/models/{org}/{name}")
         repo_id = f"{rest[0]}/{rest[1]}"
-        request.scope["hub_log"]["repo_id"] = repo_id
+        request.state.repo_id = repo_id
         tail = rest[2:]
         if not tail:
             return await self.model_info(request, repo_id, "main")
@@ -209,8 +217,7 @@ class HubApp:
     async def resolve(self, request: Request, repo_id: str, revision: str, path: str) -> Response:
         """Given a repo, revision and file, answer HEAD with its headers and GET with its bytes."""
         head = request.method == "HEAD"
-        info: dict[str, Any] = {"kind": "head" if head else "download", "repo_id": repo_id, "file": path}
-        request.scope["hub_log"] = info
+        request.state.kind, request.state.repo_id, request.state.file = "head" if head else "download", repo_id, path
         view = await self.mirror.view(repo_id, revision)
         gate = _gate_status(view, request.headers.get("authorization", ""))
         if gate:
@@ -224,21 +231,12 @@ class HubApp:
         if head:
             return Response(status_code=200, headers=headers)
         local = await self.mirror.file(view, entry)
-        span = parse_range(request.headers.get("range"), entry.size)
-        if span is None:
-            return _error(416, "", f"range not satisfiable for a {entry.size}-byte file",
-                          {"Content-Range": f"bytes */{entry.size}"})
-        start, end, partial = span
-        status = 206 if partial else 200
-        if partial:
-            info["kind"], info["range"] = "range", request.headers["range"]
-            headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
-        headers["Content-Length"] = str(end - start + 1)
         cut = None
-        if self.config.cut_after_bytes is not None and not partial and (repo_id, path) not in self._cut_done:
+        if self.config.cut_after_bytes is not None and "range" not in request.headers \
+                and (repo_id, path) not in self._cut_done:
             self._cut_done.add((repo_id, path))
             cut = self.config.cut_after_bytes
-        return FileSlice(local, start, end - start + 1, status, headers, self.config.throttle_bps, cut)
+        return FaultyFile(local, headers, throttle_bps=self.config.throttle_bps, cut_after=cut)
 
 
 # -- helpers: parsing and building answers ---------------------------------------------------
@@ -362,24 +360,3 @@ def _exit_with(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(1.0)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the hub's own process (what `hub start` launches in the background)."""
-    parser = argparse.ArgumentParser(prog="vllm_course.hub.server", description="Run the course hub.")
-    parser.add_argument("--root", required=True, type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default=0, type=int)
-    parser.add_argument("--upstream", default=None)
-    parser.add_argument("--throttle-bps", default=None, type=int)
-    parser.add_argument("--cut-after-bytes", default=None, type=int)
-    parser.add_argument("--ready-file", default=None, type=Path)
-    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the launching process ends")
-    args = parser.parse_args(argv)
-    config = HubConfig(args.root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes)
-    serve(config, args.ready_file, os.getppid() if args.exit_with_parent else None)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

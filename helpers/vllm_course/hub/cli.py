@@ -1,6 +1,6 @@
 """`python -m vllm_course hub serve|start|stop|status|watch`: the course hub from the command line.
 
-    serve    run in the foreground (Ctrl-C stops it)
+    serve    run in the foreground (Ctrl-C stops it); `start` runs this in a background process
     start    run in the background; waits until it answers; reuses a hub already on the port
     stop     stop the background hub recorded for the port
     status   list recorded hubs and whether they answer
@@ -19,10 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import config
+from .. import config
 
 if TYPE_CHECKING:
-    from .hub.log import RequestRecord
+    from .log import RequestRecord
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +42,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         cmd.add_argument("--throttle-bps", type=int, default=None, help=argparse.SUPPRESS)
         cmd.add_argument("--cut-after-bytes", type=int, default=None, help=argparse.SUPPRESS)
         cmd.set_defaults(func=func)
+    serve = actions.choices["serve"]  # what `start` passes to the process it launches
+    serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
     cmd = actions.add_parser("stop", help="stop the background hub")
     cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
@@ -59,18 +62,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .hub import HubConfig, serve
+    import os
+
+    from .server import HubConfig, serve
 
     root = args.root if args.root is not None else config.repos_dir()
+    hub = HubConfig(root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes)
     try:
-        serve(HubConfig(root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes))
+        serve(hub, args.ready_file, os.getppid() if args.exit_with_parent else None)
     except KeyboardInterrupt:
         pass
     return 0
 
 
 def _start(args: argparse.Namespace) -> int:
-    from .hub import start
+    from . import start
 
     if args.port == 0:
         print("error: `hub start` needs a fixed port (a background hub on a free port could not be found "
@@ -85,7 +91,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from .hub import stop
+    from . import stop
 
     if stop(args.port):
         print(f"course hub on port {args.port} stopped")
@@ -95,7 +101,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .hub import state_dir, status
+    from . import state_dir, status
 
     hubs = status()
     if args.json:
@@ -111,8 +117,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from .errors import HubUnreachableError
-    from .hub import stats
+    from ..errors import HubUnreachableError
+    from . import stats
 
     try:
         last = max((r.time for r in stats(args.port).recent), default=0.0)
