@@ -13,7 +13,7 @@ from .errors import CourseError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import envcheck, models
+    from . import envcheck, grade_cli, models
     from .hub import cli as hub_cli
 
     parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_commands(areas)
     hub_cli.add_commands(areas)
     envcheck.add_commands(areas)
+    grade_cli.add_commands(areas)
     return parser
 
 

@@ -1,0 +1,293 @@
+"""`python -m vllm_course grade EXERCISE`: grade every submitted student of one exercise, in one command.
+
+Each step is nbgrader's own app or API, run on the course folder (`--course`, default: the folder
+of `nbgrader_config.py` here), in this order (docs/instructor-guide.md explains each one):
+
+    generate_assignment   only when the gradebook does not know the exercise yet
+    collect               when nbgrader's exchange is set up (a JupyterHub class): newest submissions
+    autograde             each student in a process of its own: `nbgrader autograde EX --student=S`
+    export                the gradebook to CSV (default grading/grades.csv)
+    generate_feedback     HTML per student, without hidden tests
+
+A failing or endless notebook costs only its own student: nbgrader interrupts a cell after
+`Execute.timeout` seconds (600 in nbgrader_config.py), a student's process that outlives
+`--student-timeout` is killed with its kernels, and every other student is still graded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+
+STUDENT_TIMEOUT_S = 3600  # backstop for a whole notebook: nbgrader's own limit is per cell
+
+
+@dataclass(frozen=True)
+class StudentGrade:
+    """One student's autograde: the gradebook's score and the seconds the autograde process ran."""
+
+    student: str
+    score: float | None  # None when autograde did not record a submission
+    max_score: float
+    seconds: float
+    error: str = ""  # why this student's autograde failed, "" when it succeeded
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass(frozen=True)
+class GradeRun:
+    """What `grade()` did: every student's grade, the CSV written, and the steps it ran."""
+
+    exercise: str
+    grades: list[StudentGrade]
+    csv: Path
+    steps: list[str]
+    seconds: float
+
+    def table(self) -> str:
+        """The summary an instructor reads: one row per student, then the totals."""
+        rows = [f"{'student':24} {'score':>7} {'max':>5} {'seconds':>8}  note"]
+        for g in self.grades:
+            score = "-" if g.score is None else f"{g.score:g}"
+            rows.append(f"{g.student:24} {score:>7} {g.max_score:>5g} {g.seconds:8.1f}  {g.error}")
+        per_min = 60 * len(self.grades) / self.seconds if self.seconds else 0.0
+        rows.append(f"{len(self.grades)} students in {self.seconds:.0f} s ({per_min:.2f} students/minute); "
+                    f"grades in {self.csv}")
+        return "\n".join(rows)
+
+
+def grade(exercise: str, course: Path | None = None, *, students: list[str] | None = None, workers: int = 1,
+          cell_timeout: int | None = None, student_timeout: float = STUDENT_TIMEOUT_S,
+          csv: Path | None = None, feedback: bool = True, progress: bool = True) -> GradeRun:
+    """Grade `exercise` for every submitted student (or `students`) with nbgrader, and write the CSV.
+
+    Args:
+        exercise: the assignment id, a folder of `solutions/` (e.g. "ex1_download_and_cache").
+        course: the folder holding `nbgrader_config.py` (default: the current folder).
+        students: grade only these (default: every folder in grading/submitted/ after collect).
+        workers: students graded at once. Each worker gets its own course home and hub port, since
+            the exercises keep a scratch cache per course home. The gradebook is SQLite: see
+            benchmarks/bench_grading.py before using more than 1.
+        cell_timeout: nbgrader's `Execute.timeout` per cell, in seconds (default: the config's).
+        student_timeout: seconds after which one student's autograde is killed, kernels included.
+        csv: where `export` writes (default grading/grades.csv in the course folder).
+        feedback: run `generate_feedback` for the students graded.
+
+    Returns:
+        GradeRun with one StudentGrade per student, in the order graded.
+    """
+    start = time.perf_counter()
+    course = Path(course or Path.cwd()).resolve()
+    _venv_on_path()
+    api = _api(course)
+    steps: list[str] = []
+    with api.gradebook as gb:
+        known = exercise in {a.name for a in gb.assignments}
+    if not known:
+        _check(api.generate_assignment(exercise, force=True, create=True), f"generate_assignment {exercise}")
+        steps.append("generate_assignment")
+    if api.exchange_is_functional:
+        _check(api.collect(exercise), f"collect {exercise}")
+        steps.append("collect")
+    names = sorted(students or api.get_submitted_students(exercise))
+    envs = _worker_envs(course, max(1, workers))
+    grades = _autograde_all(course, exercise, names, envs, cell_timeout, student_timeout, progress)
+    steps.append("autograde")
+    with api.gradebook as gb:
+        grades = [_with_score(gb, exercise, g) for g in grades]
+    csv = Path(csv) if csv else course / "grading" / "grades.csv"
+    _export(api, csv)
+    steps.append("export")
+    if feedback and any(g.ok for g in grades):
+        grades = [_feedback(api, exercise, g) if g.ok else g for g in grades]
+        steps.append("generate_feedback")
+    return GradeRun(exercise, grades, csv, steps, time.perf_counter() - start)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `grade EXERCISE` to the course CLI."""
+    cmd = subparsers.add_parser("grade", help="autograde every submitted student of an exercise (nbgrader)")
+    cmd.add_argument("exercise", help="assignment id, e.g. ex1_download_and_cache")
+    cmd.add_argument("--course", type=Path, default=Path("."), help="folder of nbgrader_config.py (default: .)")
+    cmd.add_argument("--student", action="append", dest="students", help="grade only this student (repeatable)")
+    cmd.add_argument("--workers", type=int, default=1, help="students graded at once (default 1)")
+    cmd.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: the config's)")
+    cmd.add_argument("--student-timeout", type=float, default=STUDENT_TIMEOUT_S,
+                     help="seconds before one student's autograde is killed (default %(default)s)")
+    cmd.add_argument("--csv", type=Path, default=None, help="export destination (default grading/grades.csv)")
+    cmd.add_argument("--no-feedback", action="store_true", help="skip generate_feedback")
+    cmd.set_defaults(func=_grade_command)
+
+
+def _grade_command(args: argparse.Namespace) -> int:
+    run = grade(args.exercise, args.course, students=args.students, workers=args.workers,
+                cell_timeout=args.cell_timeout, student_timeout=args.student_timeout, csv=args.csv,
+                feedback=not args.no_feedback)
+    print(f"steps: {', '.join(run.steps)}")
+    print(run.table())
+    return 0 if all(g.ok for g in run.grades) else 1
+
+
+# ---------------------------------------------------------------- nbgrader, configured as its apps are
+
+
+def _api(course: Path):
+    """nbgrader's API, configured as `nbgrader` run in `course` is (Jupyter config path, then the folder)."""
+    from jupyter_core.paths import jupyter_config_path
+    from nbgrader.apps import NbGrader, NbGraderAPI
+
+    from .errors import CourseError
+
+    if not (course / "nbgrader_config.py").is_file():
+        raise CourseError(f"{course} has no nbgrader_config.py: run the grade command from the course "
+                          "folder, or pass --course <folder with nbgrader_config.py>.")
+    app = NbGrader()
+    app.config_file_paths.extend([*jupyter_config_path(), str(course)])
+    cwd = os.getcwd()
+    os.chdir(course)  # nbgrader_config.py and nbgrader's paths are read relative to the course
+    try:
+        app.load_config_file()
+        return NbGraderAPI(config=app.config)
+    finally:
+        os.chdir(cwd)
+
+
+def _venv_on_path() -> None:
+    """nbgrader's gradebook shells out to `alembic`: put this Python's bin first when PATH lacks it."""
+    import shutil
+
+    bin_dir = str(Path(sys.executable).parent)
+    if shutil.which("alembic") is None and (Path(bin_dir) / "alembic").exists():
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _check(result: dict, step: str) -> None:
+    from .errors import CourseError
+
+    if not result.get("success", False):
+        raise CourseError(f"nbgrader {step} failed:\n{result.get('error') or result.get('log', '')}")
+
+
+def _feedback(api, exercise: str, g: StudentGrade) -> StudentGrade:
+    """`nbgrader generate_feedback EX --student=S`; a failure is noted on that student's row."""
+    result = api.generate_feedback(exercise, g.student)
+    if result.get("success"):
+        return g
+    last = (result.get("error") or "").strip().splitlines()[-1:] or ["no error text"]
+    return StudentGrade(g.student, g.score, g.max_score, g.seconds, f"generate_feedback failed: {last[0]}")
+
+
+def _export(api, csv: Path) -> None:
+    """`nbgrader export --to CSV`: nbgrader's CSV plugin over the gradebook."""
+    from nbgrader.plugins import CsvExportPlugin
+
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    plugin = CsvExportPlugin(config=api.config)
+    plugin.to = str(csv)
+    with api.gradebook as gb:
+        plugin.export(gb)
+
+
+def _with_score(gb, exercise: str, g: StudentGrade) -> StudentGrade:
+    from nbgrader.api import MissingEntry
+
+    try:
+        sub = gb.find_submission(exercise, g.student)
+    except MissingEntry:
+        return StudentGrade(g.student, None, gb.find_assignment(exercise).max_score, g.seconds,
+                            g.error or "no submission in the gradebook")
+    return StudentGrade(g.student, float(sub.score), float(sub.max_score), g.seconds, g.error)
+
+
+# ---------------------------------------------------------------- one process per student
+
+
+def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[dict[str, str]],
+                   cell_timeout: int | None, student_timeout: float, progress: bool) -> list[StudentGrade]:
+    """Autograde each student in its own `nbgrader autograde` process, `len(envs)` at a time."""
+    from tqdm.auto import tqdm
+
+    free = list(envs)
+    bar = tqdm(total=len(students), unit="student", desc=f"autograde {exercise}", disable=not progress)
+
+    def one(student: str) -> StudentGrade:
+        env = free.pop()
+        try:
+            return _autograde_one(course, exercise, student, env, cell_timeout, student_timeout)
+        finally:
+            free.append(env)
+            bar.set_postfix_str(student)
+            bar.update(1)
+
+    with ThreadPoolExecutor(max_workers=len(envs)) as pool:
+        grades = list(pool.map(one, students))
+    bar.close()
+    return grades
+
+
+def _autograde_one(course: Path, exercise: str, student: str, env: dict[str, str],
+                   cell_timeout: int | None, student_timeout: float) -> StudentGrade:
+    import psutil
+
+    cmd = [sys.executable, "-m", "nbgrader", "autograde", exercise, f"--student={student}", "--force"]
+    if cell_timeout:
+        cmd.append(f"--Execute.timeout={cell_timeout}")
+    logs = course / "grading" / "logs" / exercise
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(logs / f"{student}.log", "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout=student_timeout)
+        except subprocess.TimeoutExpired:
+            tree = psutil.Process(proc.pid).children(recursive=True)  # kernels run in sessions of their own
+            for p in [psutil.Process(proc.pid), *tree]:
+                p.kill()
+            proc.wait()
+            code = None
+    seconds = time.perf_counter() - start
+    if code is None:
+        error = f"killed after {student_timeout:g} s (log: {logs / student}.log)"
+    else:
+        error = "" if code == 0 else f"autograde exited {code} (log: {logs / student}.log)"
+    return StudentGrade(student, None, 0.0, seconds, error)
+
+
+def _worker_envs(course: Path, workers: int) -> list[dict[str, str]]:
+    """The environment of each worker's autograde processes.
+
+    HF_* variables are dropped: each exercise sets up its own hub and cache in its first cell. With
+    more than one worker, each gets its own course home (its `repos` links to the built models)
+    and hub port, because the exercises keep one scratch cache per course home.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    bin_dir = str(Path(sys.executable).parent)  # nbgrader shells out to `alembic` and starts this venv's kernel
+    base["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    if workers == 1:
+        return [base]
+    envs = []
+    for n in range(workers):
+        home = course / "grading" / "worker-homes" / str(n)
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "repos").exists():
+            (home / "repos").symlink_to(config.repos_dir().resolve(), target_is_directory=True)
+        envs.append({**base, "VLLM_COURSE_HOME": str(home), "VLLM_COURSE_HUB_PORT": str(_free_port())})
+    return envs
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
