@@ -6,9 +6,8 @@ runs in its own interpreter (`Lab.provoke`), because huggingface_hub reads HF_HO
 HF_HUB_OFFLINE once, at import, and the pytest process has already imported it.
 
 The scenario functions at the bottom (`bad_model_id`, `repo_not_found`, ...) make a learner's direct
-call and add what the notebook handler adds (`diagnose.advise`); they are shared by
-tests/test_bad_inputs.py (which asserts each exact message) and scripts/error_catalogue.py (which
-prints them), so the catalogue shows exactly what the tests check.
+call and add what the notebook handler adds (`diagnose.advise`); tests/test_bad_inputs.py asserts
+each exact message, tests/test_faults.py what each fault leaves behind.
 """
 
 from __future__ import annotations
@@ -248,7 +247,7 @@ def tmpfs(path: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
     """Mount a real tmpfs of `size` (e.g. "8m") on `path` for the block; read-only if asked.
 
     Raises:
-        MountError: mounting is not allowed here (tests skip, the catalogue says so).
+        MountError: mounting is not allowed here (the tests skip).
     """
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size},mode=0755"
@@ -344,29 +343,6 @@ def cache_not_writable(lab: Lab) -> Outcome:
         return _advised(lab, lab.env("", hf_home=disk / "hf"), f"snapshot_download({config.BASE_MODEL!r})")
 
 
-def cleanup_outside_cache(lab: Lab) -> Outcome:
-    """Owned by cache.py (tests/test_cache*.py); provoked here only so the catalogue lists it."""
-    outside = lab.workdir / "not-the-cache"
-    outside.mkdir(exist_ok=True)
-    return lab.provoke(f"from vllm_course import cache\nreturn str(cache.plan_delete({str(outside)!r}))",
-                       lab.env("cleanup"))
-
-
-GPU_CASES = (
-    ("gptq", "bfloat16", 70, "Tesla V100"),
-    ("awq", "float16", 70, "Tesla V100"),
-    ("gptq", "float32", 90, "NVIDIA H100"),
-    (None, "bfloat16", 75, "Tesla T4"),
-    ("gptq", "bfloat16", 86, "NVIDIA A10"),
-)
-
-
-def gpu_messages() -> list[tuple[tuple, str | None]]:
-    from vllm_course.diagnose import gpu_quantization_problem
-
-    return [(case, gpu_quantization_problem(*case)) for case in GPU_CASES]
-
-
 VLLM_CASES = (
     ("bad id", "course//SmolLM2 135M", {}),
     ("missing path", "/no/such/model-folder", {}),
@@ -387,10 +363,8 @@ def gptq_built() -> bool:
     return (models.repo_path(config.GPTQ_MODEL) / "config.json").is_file()
 
 
-def through_vllm(lab: Lab, cases: tuple | None = None) -> Outcome:
+def through_vllm(lab: Lab, cases: tuple) -> Outcome:
     """Call the real `LLM(...)` for each case: what advice does the notebook handler add to it?"""
-    if cases is None:
-        cases = VLLM_CASES + (GPTQ_VLLM_CASES if gptq_built() else ())
     return lab.provoke(f"""
         from vllm_course import engine
         from vllm_course.diagnose import advise
@@ -408,7 +382,7 @@ def through_vllm(lab: Lab, cases: tuple | None = None) -> Outcome:
     """, lab.env("vllm"), timeout=400)
 
 
-# -- faults (each returns what happened, for tests/test_faults.py and the catalogue) ---------------
+# -- faults (each returns what happened, for tests/test_faults.py) ----------------------------
 
 DOWNLOAD = ADVISED.format(call="snapshot_download({repo!r})")
 

@@ -48,3 +48,67 @@ class TestProfiles:
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode != 0
         assert "profile='ofline' is unknown: use 'offline' (course hub) or 'online' (real Hub)." in proc.stderr
+
+
+_ENV_SCRIPT = r"""
+import json, os, sys
+before = dict(os.environ)
+if sys.argv[1] == "vllm-only":  # what importing vLLM sets by itself (vllm/env_override.py), not the course
+    import vllm
+    text = ""
+else:
+    from vllm_course.course import setup
+    text = str(setup(sys.argv[1], start_hub=False))
+after = dict(os.environ)
+changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+print(json.dumps({"text": text, "changed": {k: after.get(k) for k in changed}}))
+"""
+
+
+def _setup_env(profile: str, **extra: str) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Run setup() in a learner-like fresh interpreter (no HF_*/VLLM_* settings but the course home);
+    return the env block `print(course)` showed (name -> rest of line) and what really changed, less
+    what `import vllm` sets by itself in the same environment."""
+    keep = ("VLLM_COURSE_HOME", "VLLM_COURSE_HUB_PORT", "VLLM_COURSE_MIRROR_PORT")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "VLLM_", "TOKENIZERS_")) or k in keep} | extra
+    runs = {}
+    for arg in (profile, "vllm-only"):
+        out = subprocess.run([sys.executable, "-c", _ENV_SCRIPT, arg], env=env, capture_output=True, text=True,
+                             timeout=120, check=True)
+        runs[arg] = json.loads(out.stdout.strip().splitlines()[-1])
+    found, vllm_only = runs[profile], runs["vllm-only"]["changed"]
+    found["changed"] = {k: v for k, v in found["changed"].items() if vllm_only.get(k, 0) != v}
+    block = found["text"].split("(they read it then):\n", 1)[1].splitlines()
+    shown = {}
+    for line in block:
+        assert line.startswith("  ") and "  # " in line, line
+        setting, why = line.strip().split("  # ", 1)
+        assert len(why) > 10, line
+        name = setting.split("=", 1)[0].removesuffix(" (unset)")
+        shown[name] = setting
+    return shown, found["changed"]
+
+
+class TestEnvironmentShown:
+    def test_does_print_course_list_exactly_the_variables_setup_changed_with_their_values(self, base_model):
+        """Is every env var setup() set or unset listed by print(course) with its value, and nothing else?"""
+        shown, changed = _setup_env("offline")
+        assert set(shown) == set(changed), (sorted(shown), sorted(changed))
+        for name, value in changed.items():
+            if name == "PATH":
+                assert shown[name] == "PATH=<kernel's bin folder>:$PATH"
+                assert value.split(os.pathsep)[0] == os.path.dirname(sys.executable)
+            else:
+                assert shown[name] == f"{name}={value}", shown[name]
+        assert {"HF_HOME", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_LOGGING_CONFIG_PATH",
+                "VLLM_CPU_KVCACHE_SPACE"} <= set(changed)
+        assert changed["HF_HOME"] == str(config.course_hf_home())
+
+    def test_is_a_learners_own_value_kept_and_shown_and_a_dropped_one_shown_unset(self, base_model):
+        """With VLLM_CPU_KVCACHE_SPACE=2 and HF_HUB_CACHE set beforehand: is 2 kept and shown, HF_HUB_CACHE unset and shown so?"""
+        shown, changed = _setup_env("offline", VLLM_CPU_KVCACHE_SPACE="2", HF_HUB_CACHE="/elsewhere/hub")
+        assert shown["VLLM_CPU_KVCACHE_SPACE"] == "VLLM_CPU_KVCACHE_SPACE=2"
+        assert "VLLM_CPU_KVCACHE_SPACE" not in changed
+        assert shown["HF_HUB_CACHE"] == "HF_HUB_CACHE (unset)"
+        assert changed["HF_HUB_CACHE"] is None

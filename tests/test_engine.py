@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from conftest import greedy_answer
-from vllm_course import engine
+from hub_fixtures import client_env
+from vllm_course import config, engine, hub
 from vllm_course.errors import WeightFormatError
 
 pytestmark = pytest.mark.slow
@@ -132,3 +139,95 @@ class TestQuality:
         assert scores["W8A8"] < 1.10 * scores["bf16"], scores
         if "GPTQ" in scores:
             assert scores["GPTQ"] < 1.60 * scores["bf16"], scores
+
+
+# A learner's load, as the lessons write it, in a fresh interpreter (HF_HUB_OFFLINE is read at import).
+_TAUGHT_SCRIPT = f"""
+import json
+
+if __name__ == "__main__":
+    from vllm import LLM
+    from vllm_course.engine import load_report, machine_kwargs, release
+
+    with load_report() as report:
+        llm = LLM(model={config.BASE_MODEL!r}, **machine_kwargs())
+    release(llm)
+    print("REPORT " + json.dumps({{"shown": report.vllm_log, "log": list(report.log)}}))
+"""
+# vLLM INFO lines of every load that teach nothing here: they must stay out of the console and the report.
+_NOISE = ("Unknown vLLM environment variable", "Chunked prefill is enabled", "libtcmalloc is not found",
+          "CPU KV cache size", "world_size=1 rank=0")
+
+
+@pytest.fixture(scope="module")
+def hub_and_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hub.HubHandle, Path]]:
+    """A private course hub over the built course models, and a scratch folder for the learner's cache."""
+    root = config.repos_dir()
+    if not (root / config.BASE_MODEL / "model.safetensors").is_file():
+        pytest.skip(f"{config.BASE_MODEL} is not built: run `make models`")
+    scratch = tmp_path_factory.mktemp("taught-lines")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_COURSE_HOME", str(scratch / "course-home"))
+        handle = hub.start(root=root, port=0)
+        try:
+            yield handle, scratch
+        finally:
+            handle.stop()
+
+
+def _learner_load(scratch: Path, endpoint: str, offline: bool) -> tuple[dict, str]:
+    """Run the lesson's load in a fresh process; return the report's shown/log lines and the console output."""
+    script = scratch / "load.py"
+    script.write_text(_TAUGHT_SCRIPT, encoding="utf-8")
+    env = client_env(scratch / "hf", endpoint) | ({"HF_HUB_OFFLINE": "1"} if offline else {})
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=scratch)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("REPORT ")]
+    return json.loads(line.removeprefix("REPORT ")), done.stdout.replace(line, "") + done.stderr
+
+
+@pytest.fixture(scope="module")
+def first_load(hub_and_scratch: tuple[hub.HubHandle, Path]) -> tuple[dict, str]:
+    """The lesson's first load through the hub into an empty cache."""
+    handle, scratch = hub_and_scratch
+    return _learner_load(scratch, handle.url, offline=False)
+
+
+def _shown_lines(found: dict) -> list[str]:
+    head, *lines = found["shown"].splitlines()
+    assert head == "vLLM's log, the lines about this load:"
+    assert all(x.startswith("  ") for x in lines)
+    return [x[2:] for x in lines]
+
+
+class TestTaughtLogLines:
+    def test_does_a_first_load_show_the_download_and_weights_lines_and_no_noise(self, first_load):
+        """Through the hub into an empty cache: are vLLM's resolve, download and weights-loaded lines shown
+        verbatim, and its other INFO lines kept off the console and out of the shown lines?"""
+        found, console = first_load
+        shown = _shown_lines(found)
+        assert set(shown) <= set(found["log"])  # verbatim vLLM lines
+        text = "\n".join(shown)
+        assert "Resolved architecture: LlamaForCausalLM" in shown
+        assert f"Starting to load model {config.BASE_MODEL}..." in shown
+        assert f"Time spent downloading weights for {config.BASE_MODEL}: " in text
+        assert "Checkpoint size: 0.25 GiB" in text and "Loading weights took " in text
+        assert "HF_HUB_OFFLINE is True" not in text
+        for noise in _NOISE:
+            assert any(noise in x for x in found["log"]), f"vLLM no longer logs {noise!r}: update _NOISE"
+            assert noise not in text and noise not in console, noise
+
+    def test_does_an_offline_load_of_the_cached_repo_id_show_the_snapshot_swap(self, hub_and_scratch, first_load):
+        """HF_HUB_OFFLINE=1, hub stopped, the repo id cached by the first load: is vLLM's line replacing the
+        repo id with the cached snapshot folder shown, and no download line?"""
+        handle, scratch = hub_and_scratch
+        handle.stop()
+        found, _ = _learner_load(scratch, handle.url, offline=True)
+        shown = _shown_lines(found)
+        snapshots = scratch / "hf" / "hub" / f"models--{config.BASE_MODEL.replace('/', '--')}" / "snapshots"
+        (snapshot,) = snapshots.iterdir()
+        swap = f"HF_HUB_OFFLINE is True, replace model_id [{config.BASE_MODEL}] to model_path [{snapshot}]"
+        assert swap in shown, shown
+        assert f"Starting to load model {snapshot}..." in shown
+        assert not any("Time spent downloading" in x for x in shown)

@@ -31,7 +31,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import config, envvars
+from .envvars import EnvSetting
 from .machine import QuantSupport, quant_support
 
 _HF_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT")
@@ -62,16 +63,19 @@ class Course:
     device: str
     quant: QuantSupport
     upstream: str | None = None  # online profile: the hub the course hub mirrors
+    environment: tuple[EnvSetting, ...] = ()  # every env var the course set in this process, with why
 
     def __str__(self) -> str:
         mirrors = f" (mirror of {self.upstream})" if self.upstream and self.upstream != self.endpoint else ""
+        env = "".join(f"\n  {setting}" for setting in self.environment)
         return (
             f"profile   {self.profile}\n"
             f"device    {self.device}\n"
             f"endpoint  {self.endpoint}{mirrors}\n"
             f"HF_HOME   {self.hf_home}\n"
             f"hub cache {self.hub_cache}\n"
-            f"model     {self.models.base}"
+            f"model     {self.models.base}\n"
+            f"environment set before vllm / huggingface_hub are imported (they read it then):{env}"
         )
 
 
@@ -118,7 +122,7 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
         shutil.rmtree(hf_home, ignore_errors=True)
     wanted = {"HF_HOME": str(hf_home)}
-    os.environ["VLLM_COURSE_PROFILE"] = profile  # hub.start() reads it: course models, or the mirror
+    envvars.put("VLLM_COURSE_PROFILE", profile, "which models the course hub serves (hub.start() reads it)")
     drop: tuple[str, ...] = ("HF_HUB_CACHE",)
     if start_hub:
         wanted["HF_ENDPOINT"] = hub.start().url
@@ -143,7 +147,18 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         device="cuda" if engine._gpu_visible_cheaply() else "cpu",
         quant=quant,
         upstream=config.UPSTREAM if profile == "online" else None,
+        environment=tuple(envvars.recorded()),
     )
+
+
+_WHY = {  # why setup() sets (or unsets) each HF variable; print(course) shows it
+    "HF_HOME": "huggingface_hub's home: the model cache is its hub/ folder (course-owned, not ~/.cache/huggingface)",
+    "HF_ENDPOINT": "where huggingface_hub and vLLM download from: the course hub",
+}
+_WHY_UNSET = {
+    "HF_HUB_CACHE": "so the model cache follows HF_HOME",
+    "HF_ENDPOINT": "it named the other profile's course hub, which serves other model ids",
+}
 
 
 def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
@@ -152,11 +167,11 @@ def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
     for name in drop:
         if name in os.environ:
             stale.append(name)
-            del os.environ[name]
+            envvars.remove(name, _WHY_UNSET[name])
     for name, value in wanted.items():
         if os.environ.get(name) != value:
             stale.append(name)
-            os.environ[name] = value
+        envvars.put(name, value, _WHY[name])
     if "huggingface_hub" in sys.modules and any(n in _HF_VARS for n in stale):
         from huggingface_hub import constants
 
@@ -182,7 +197,9 @@ def _put_python_bin_on_path() -> None:
     bin_dir = str(Path(sys.executable).parent)
     parts = os.environ.get("PATH", "").split(os.pathsep)
     if bin_dir not in parts:
-        os.environ["PATH"] = os.pathsep.join([bin_dir, *[p for p in parts if p]])
+        parts = [bin_dir, *[p for p in parts if p]]
+    envvars.put("PATH", os.pathsep.join(parts), "`!hf ...` cells find the hf CLI next to this kernel's Python",
+                shown="<kernel's bin folder>:$PATH")
 
 
 def _safe_name(name: str) -> str:

@@ -28,12 +28,13 @@ import re
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config, console, formats
+from . import config, console, envvars, formats
 from .machine import best_dtype, has_gpu  # the one GPU/ISA probe (has_gpu is re-exported here)
 from .errors import WeightFormatError
 
@@ -42,29 +43,34 @@ _VLLM_LOGGER = "vllm"
 _CHECKPOINT_RE = re.compile(r"Checkpoint size: ([\d.]+) GiB")
 _CPU_WEIGHTS_RE = re.compile(r"Loading weights took ([\d.]+) seconds")
 _GPU_WEIGHTS_RE = re.compile(r"Model loading took ([\d.]+) GiB memory and ([\d.]+) seconds")
-# Log lines worth showing a learner (the rest is kept in LoadReport.log).
+# vLLM's log lines the lessons teach (LoadReport.highlights; the rest stays in LoadReport.log): the
+# offline snapshot swap (engine/arg_utils.py), the architecture resolved from config.json, which model
+# the loader starts on, the weight download, the weights loaded, and the quantization kernels chosen.
 _TEACHING_RE = re.compile(
-    r"Checkpoint size|Loading weights took|Model loading took|Resolved architecture|"
-    r"quantization|Using .*kernel|load_format",
+    r"HF_HUB_OFFLINE is True, replace|Resolved architecture|Starting to load model|"
+    r"Time spent downloading weights|Checkpoint size|Loading weights took|Model loading took|"
+    r"quantization|(?:Selected|Using) \w*Kernel\w* for",
     re.IGNORECASE,
 )
+_LOGGING_WHY = "vLLM's console log shows errors only; load_report() keeps the whole log and shows the taught lines"
 
 
 def prepare_environment() -> None:
     """Set vLLM's CPU env vars (only where the user has not) and quiet its console log.
 
-    vLLM reads these at start-up: `VLLM_CPU_KVCACHE_SPACE` (GiB; without it start fails on a
-    24 GiB machine), `VLLM_CPU_NUM_OF_RESERVED_CPU=0` (use every core) and
-    `VLLM_ENABLE_V1_MULTIPROCESSING=0` (engine in this process: 3 s start instead of 20 s).
+    vLLM reads them at start-up; each is recorded with its reason (`envvars`, `print(course)`).
     """
-    os.environ.setdefault("VLLM_LOGGING_COLOR", "0")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    if "VLLM_LOGGING_CONFIG_PATH" not in os.environ:
-        os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(_write_logging_config())
+    envvars.default("VLLM_LOGGING_COLOR", "0", "vLLM's log without ANSI colour codes")
+    envvars.default("TOKENIZERS_PARALLELISM", "false", "no fork warning from the tokenizers library")
+    envvars.default("VLLM_ENABLE_V1_MULTIPROCESSING", "0", "vLLM's engine in this process: ~3 s start, not ~20 s")
+    if "VLLM_LOGGING_CONFIG_PATH" in os.environ:
+        envvars.default("VLLM_LOGGING_CONFIG_PATH", os.environ["VLLM_LOGGING_CONFIG_PATH"], _LOGGING_WHY)
+    else:
+        envvars.put("VLLM_LOGGING_CONFIG_PATH", str(_write_logging_config()), _LOGGING_WHY)
     if not _gpu_visible_cheaply():
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", config.CPU_KVCACHE_GIB)
-        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", config.CPU_RESERVED_CORES)
+        envvars.default("VLLM_CPU_KVCACHE_SPACE", config.CPU_KVCACHE_GIB,
+                        "GiB for the KV cache on CPU; without it vLLM's start fails on this machine")
+        envvars.default("VLLM_CPU_NUM_OF_RESERVED_CPU", config.CPU_RESERVED_CORES, "vLLM computes on every core")
 
 
 def machine_kwargs(**overrides: Any) -> dict[str, Any]:
@@ -114,6 +120,12 @@ class LoadReport:
     def highlights(self) -> list[str]:
         """The few vLLM log lines that teach something about the load."""
         return [line for line in self.log if len(line) < 300 and _TEACHING_RE.search(line)]
+
+    @property
+    def vllm_log(self) -> str:
+        """The taught lines of vLLM's log, verbatim, to print (`report.log` holds every line)."""
+        lines = "".join(f"\n  {line}" for line in self.highlights) or "\n  (none: the load failed before them)"
+        return f"vLLM's log, the lines about this load:{lines}"
 
     def __str__(self) -> str:
         parts = [f"loaded {self.model} on {self.device} in {self.seconds:.1f} s"]
@@ -176,6 +188,7 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
     """
     box = _ReportBox()
     _import_vllm()
+    _route_vllm_log()
     first = len(_LOG_LINES)
     start = time.perf_counter()
     error: BaseException | None = None
@@ -190,9 +203,7 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
     lines = tuple(_LOG_LINES[first:]) + tuple(captured.splitlines())
     box.report = _parse(model or _model_from_log(lines), seconds, lines, error)
     if isinstance(error, KeyboardInterrupt):
-        from .diagnose import release_interrupted  # a half-built engine must not pin memory
-
-        release_interrupted(error)
+        _release_interrupted(error)  # a half-built engine must not pin memory
     if error is not None:
         raise error
 
@@ -204,7 +215,7 @@ def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, Loa
         The engine and its LoadReport.
 
     Raises:
-        Whatever vLLM raises; helpers in `vllm_course.diagnose` turn it into advice.
+        Whatever vLLM raises (in a notebook, `cell_errors` adds one line of advice under it).
     """
     prepare_environment()
     kwargs = machine_kwargs(**llm_kwargs)
@@ -239,16 +250,8 @@ def release(llm: Any) -> None:
     with contextlib.suppress(Exception):
         if core is not None:
             core.shutdown()
-    with contextlib.suppress(Exception):
-        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
-        cleanup_dist_env_and_memory()
     del llm, engine, core
-    gc.collect()
-    if has_gpu():
-        import torch
-
-        torch.cuda.empty_cache()
+    _free_memory()
 
 
 def quiet_vllm(quiet: bool = True) -> None:
@@ -267,6 +270,34 @@ def rss_bytes() -> int:
 
 
 # ---------------------------------------------------------------- private helpers
+
+
+def _free_memory() -> None:
+    """Tear down vLLM's process groups, collect, and empty the CUDA cache on a GPU."""
+    with contextlib.suppress(Exception):
+        if "vllm" in sys.modules:
+            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+            cleanup_dist_env_and_memory()
+    gc.collect()
+    if has_gpu():
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _release_interrupted(exc: BaseException) -> None:
+    """Free what an `LLM(...)` stopped by Ctrl-C left behind, and note it on the exception.
+
+    The half-built engine stays reachable from the traceback's frames (Jupyter keeps the last
+    traceback: ~1.7 GiB of KV cache and weights on the course model); clearing those frames'
+    locals lets `_free_memory()` reclaim it, so the next load starts clean.
+    """
+    traceback.clear_frames(exc.__traceback__)
+    _free_memory()
+    note = "vllm_course: the interrupted load was released; the next load starts clean."
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
 
 
 def _gpu_visible_cheaply() -> bool:
@@ -326,6 +357,20 @@ def _import_vllm() -> None:
         prepare_environment()
         with console.discarded():
             from vllm import LLM  # noqa: F401 - configures vLLM logging; prints torch notices
+
+
+def _route_vllm_log() -> None:
+    """Apply vLLM's logging config (ours, from VLLM_LOGGING_CONFIG_PATH) now, if not yet applied.
+
+    vLLM 0.32 applies it only when the engine starts, after `LLM(...)` has read its arguments: the
+    INFO lines logged before that (the offline snapshot swap) would reach no handler and be lost.
+    """
+    if any(isinstance(h, LogBuffer) for h in logging.getLogger(_VLLM_LOGGER).handlers):
+        return
+    from vllm.config.logging import LoggingConfig
+    from vllm.logger import configure_logging_if_needed
+
+    configure_logging_if_needed(LoggingConfig())
 
 
 def _model_from_log(lines: tuple[str, ...]) -> str:

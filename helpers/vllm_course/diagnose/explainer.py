@@ -119,7 +119,7 @@ def explain(
         (course models: `python -m vllm_course models list`; did you mean ...?) or, for a private
         repo, log in with `hf auth login`.
     """
-    if isinstance(exc, (CourseError, KeyboardInterrupt, SystemExit)) and not _is_format_error_to_redo(exc):
+    if isinstance(exc, (CourseError, KeyboardInterrupt, SystemExit)):
         return None
     from huggingface_hub import constants
     from huggingface_hub import errors as hf
@@ -344,11 +344,6 @@ def _in_hf_home(exc: OSError) -> bool:
     roots = {os.path.abspath(constants.HF_HOME), os.path.abspath(constants.HF_HUB_CACHE)}
     return bool(exc.filename) and any(target == r or target.startswith(r + os.sep) or r.startswith(target + os.sep)
                                       for r in roots)
-
-
-def _is_format_error_to_redo(exc: BaseException) -> bool:
-    """engine.load's WeightFormatError for a hub id carries no file list: explain() adds it."""
-    return isinstance(exc, WeightFormatError) and "Cannot find any model weights" in str(exc.__cause__ or "")
 
 
 def _short(text: str) -> str:

@@ -1,7 +1,7 @@
 """The course's advice, one line per fault: what went wrong, where, and what to do.
 
-Pure string builders (no I/O): the pre-flight checks and the exception explainer raise course
-errors with these texts, and the tests compare what a learner sees against them.
+Pure string builders (no I/O): the exception explainer returns course errors with these texts, and
+the tests compare what a learner sees against them.
 """
 
 from __future__ import annotations

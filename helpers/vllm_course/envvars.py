@@ -1,0 +1,62 @@
+"""The environment variables the course sets in this process, each recorded where it is set.
+
+`course.setup()` and `engine.prepare_environment()` change `os.environ` only through `put()`,
+`default()` and `remove()`, which say why; `print(course)` lists `recorded()`. huggingface_hub and
+vLLM read most of these once, at import, which is why the course sets them first.
+
+Example:
+    >>> default("VLLM_CPU_KVCACHE_SPACE", "1", "GiB of KV cache on CPU")   # doctest: +SKIP
+    >>> print(recorded()[0])                                               # doctest: +SKIP
+    VLLM_CPU_KVCACHE_SPACE=1  # GiB of KV cache on CPU
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """One variable the course set (or found set and left alone), with the value in effect and why."""
+
+    name: str
+    value: str | None  # None: the course removed it
+    why: str
+    shown: str | None = None  # what to print instead of a long machine-specific value
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"{self.name} (unset)  # {self.why}"
+        return f"{self.name}={self.shown or self.value}  # {self.why}"
+
+
+_RECORDED: dict[str, EnvSetting] = {}
+
+
+def put(name: str, value: str, why: str, *, shown: str | None = None) -> None:
+    """Set `name` to `value` and record why."""
+    os.environ[name] = value
+    _RECORDED[name] = EnvSetting(name, value, why, shown=shown)
+
+
+def default(name: str, value: str, why: str) -> None:
+    """Set `name` unless it is already set (yours wins); record the value in effect either way.
+
+    Whether the course or you set it is not shown: a kernel started from a process that ran the
+    course (`make test`, a terminal after `setup()`) inherits the same values.
+    """
+    if name not in os.environ:
+        os.environ[name] = value
+    _RECORDED[name] = EnvSetting(name, os.environ[name], why)
+
+
+def remove(name: str, why: str) -> None:
+    """Unset `name` if it is set, and record why."""
+    if os.environ.pop(name, None) is not None:
+        _RECORDED[name] = EnvSetting(name, None, why)
+
+
+def recorded() -> list[EnvSetting]:
+    """What the course set in this process, by name."""
+    return [_RECORDED[name] for name in sorted(_RECORDED)]
