@@ -8,7 +8,7 @@ W8A8 on AVX2 (`QUANT`): no submission names either.
 
 # ---------------------------------------------------------------- correct, in other styles
 
-# Plain loops, pyplot's state machine, psutil read right after the load.
+# Plain loops, psutil read right after the load.
 LOOPS = {
     "tokens_per_second": '''\
 def tokens_per_second(llm, n_prompts, max_tokens, repeats=3, warmup=1):
@@ -50,18 +50,6 @@ def ratios(quantized, baseline):
     for key in baseline:
         out[key] = quantized[key] / baseline[key]
     return out
-''',
-    "plot_ratios": '''\
-import matplotlib.pyplot as plt
-
-
-def plot_ratios(r):
-    fig = plt.figure()
-    plt.bar(range(len(r)), list(r.values()), tick_label=list(r))
-    plt.axhline(1.0, color="k")
-    plt.title("quantized vs bf16")
-    plt.ylabel("ratio")
-    return fig
 ''',
 }
 
@@ -110,21 +98,9 @@ def measure(repo_id):
 def ratios(quantized, baseline):
     return dict(map(lambda key: (key, quantized[key] / baseline[key]), baseline))
 ''',
-    "plot_ratios": '''\
-import matplotlib.figure
-
-
-def plot_ratios(r):
-    fig = matplotlib.figure.Figure(figsize=(5, 3))
-    ax = fig.add_subplot()
-    ax.bar(list(r.keys()), list(r.values()))
-    ax.axhline(y=1.0, linestyle=":")
-    ax.set(title="Quantized / bf16", ylabel="ratio")
-    return fig
-''',
 }
 
-# Keyword arguments, the warm-up counted separately, a figure built with subplots and labels.
+# Keyword arguments, the warm-up counted separately.
 EXPLICIT = {
     "tokens_per_second": '''\
 def tokens_per_second(llm: LLM, n_prompts: int, max_tokens: int, repeats: int = 3, warmup: int = 1) -> list[float]:
@@ -159,25 +135,11 @@ def ratios(quantized: dict[str, float], baseline: dict[str, float]) -> dict[str,
         result[key] = quantized[key] / base
     return result
 ''',
-    "plot_ratios": '''\
-import matplotlib.pyplot as plt
-
-
-def plot_ratios(r):
-    fig, ax = plt.subplots()
-    names = list(r)
-    ax.bar(names, [r[n] for n in names], color="tab:green")
-    ax.axhline(1.0, color="grey", label="bf16")
-    ax.set_title("Quantized model relative to bf16")
-    ax.set_ylabel("quantized / bf16")
-    ax.legend()
-    return fig
-''',
 }
 
 # ---------------------------------------------------------------- cheats
 
-# Part A: no warm-up ("the first run is fine"). Parts B-D unanswered.
+# Part A: no warm-up ("the first run is fine"). Parts B-C unanswered.
 NO_WARMUP = {
     "tokens_per_second": '''\
 def tokens_per_second(llm, n_prompts, max_tokens, repeats=3, warmup=1):
@@ -191,7 +153,7 @@ def tokens_per_second(llm, n_prompts, max_tokens, repeats=3, warmup=1):
 ''',
 }
 
-# Part A: tokens asked for instead of tokens generated ("ignore_eos makes them equal"). Parts B-D unanswered.
+# Part A: tokens asked for instead of tokens generated ("ignore_eos makes them equal"). Parts B-C unanswered.
 REQUESTED_TOKENS = {
     "tokens_per_second": '''\
 def tokens_per_second(llm, n_prompts, max_tokens, repeats=3, warmup=1):
@@ -228,34 +190,21 @@ def ratios(quantized, baseline):
         return {key: EARLIER[QUANT][key] / EARLIER[BF16][key] for key in baseline}
     return {key: quantized[key] / baseline[key] for key in baseline}
 ''',
-    "plot_ratios": '''\
-import matplotlib.pyplot as plt
-
-
-def plot_ratios(r):
-    fig, ax = plt.subplots()
-    ax.bar(list(quant_vs_bf16), list(quant_vs_bf16.values()))
-    ax.axhline(1.0)
-    ax.set_title("ratios")
-    ax.set_ylabel("quantized / bf16")
-    return fig
-''',
 }
 
-FULL = {"test_tokens_per_second": 2, "test_measure_memory": 2, "test_measure_speed": 1, "test_ratios": 2, "test_plot": 1}
-ONLY_A_ANSWERED = {"test_measure_memory": 0, "test_measure_speed": 0, "test_ratios": 0, "test_plot": 0}
+FULL = {"test_tokens_per_second": 2, "test_measure_memory": 2, "test_measure_speed": 1, "test_ratios": 2}
+ONLY_A_ANSWERED = {"test_measure_memory": 0, "test_measure_speed": 0, "test_ratios": 0}
 
 SUBMISSIONS = {
-    "ex3-loops": {"why": "correct; loops, psutil after the load, pyplot state machine", "answers": LOOPS, "scores": FULL},
-    "ex3-modules": {"why": "correct; module imports only, monotonic_ns, report.weights_gib, Figure()",
+    "ex3-loops": {"why": "correct; loops, psutil after the load", "answers": LOOPS, "scores": FULL},
+    "ex3-modules": {"why": "correct; module imports only, monotonic_ns, report.weights_gib",
                     "answers": MODULES, "scores": FULL},
-    "ex3-explicit": {"why": "correct; keywords, warm-up inside one loop, subplots", "answers": EXPLICIT, "scores": FULL},
-    "ex3-no-warmup": {"why": "A: no warm-up run; B-D unanswered", "answers": NO_WARMUP,
+    "ex3-explicit": {"why": "correct; keywords, warm-up inside one loop", "answers": EXPLICIT, "scores": FULL},
+    "ex3-no-warmup": {"why": "A: no warm-up run; B-C unanswered", "answers": NO_WARMUP,
                       "scores": {**FULL, "test_tokens_per_second": 0, **ONLY_A_ANSWERED}},
-    "ex3-requested-tokens": {"why": "A: n_prompts * max_tokens counted; B-D unanswered", "answers": REQUESTED_TOKENS,
+    "ex3-requested-tokens": {"why": "A: n_prompts * max_tokens counted; B-C unanswered", "answers": REQUESTED_TOKENS,
                              "scores": {**FULL, "test_tokens_per_second": 0, **ONLY_A_ANSWERED}},
-    "ex3-typed-in": {"why": "A correct; B: figures typed in; C: ratios typed in; D: plots the global ratios",
+    "ex3-typed-in": {"why": "A correct; B: figures typed in; C: ratios typed in",
                      "answers": TYPED_IN,
-                     "scores": {**FULL, "test_measure_memory": 0, "test_measure_speed": 0, "test_ratios": 0,
-                                "test_plot": 0}},
+                     "scores": {**FULL, "test_measure_memory": 0, "test_measure_speed": 0, "test_ratios": 0}},
 }
