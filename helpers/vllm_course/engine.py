@@ -335,7 +335,8 @@ def _write_logging_config() -> Path:
         },
         "loggers": {"vllm": {"handlers": ["console", "course"], "level": "INFO", "propagate": False}},
     }
-    path = Path(tempfile.gettempdir()) / f"vllm-course-logging-{console_level.lower()}.json"
+    # one file per OS user: on a shared machine (a class on JupyterHub) another user's file is not writable
+    path = Path(tempfile.gettempdir()) / f"vllm-course-logging-{os.getuid()}-{console_level.lower()}.json"
     path.write_text(json.dumps(settings, indent=1))
     return path
 
