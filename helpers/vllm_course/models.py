@@ -405,8 +405,8 @@ def _build_w8a8(dst: Path) -> dict:
 def _build_sharded(dst: Path) -> dict:
     """Split the base model's bf16 weights into safetensors shards plus `model.safetensors.index.json`.
 
-    huggingface_hub's `save_torch_state_dict` (the writer behind transformers' `save_pretrained`)
-    fills shards of at most `SHARD_SIZE` in state-dict order and names them
+    huggingface_hub's `save_torch_state_dict` splits with `split_torch_state_dict_into_shards` (the
+    splitter transformers' `save_pretrained` uses): shards of at most `SHARD_SIZE`, named
     `model-0000i-of-0000n.safetensors`; the index maps every tensor name to its shard.
     """
     from huggingface_hub import save_torch_state_dict
