@@ -148,3 +148,28 @@ class TestStartup:
         assert config.HUB_HOST == os.environ.get("VLLM_COURSE_HUB_HOST", "127.0.0.1")
         listening = [c for c in psutil.Process(tiny_hub.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
         assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
+
+
+def test_does_hf_auth_login_accept_only_a_token_a_gated_repo_lists(tmp_path: Path, course_home: Path):
+    """`hf auth login --token` asks /api/whoami-v2 first: a token from a .gated file logs in (and then
+    downloads the gated repo without HF_TOKEN), any other token is refused with the Hub's 401 message."""
+    from hub_fixtures import client_env, download_file
+
+    root = tmp_path / "root"
+    gated = make_tiny_repo(root, "org/gated")
+    (gated / ".gated").write_text("# tokens allowed to download\nhf_course_login_token\n", encoding="utf-8")
+    hf_bin = str(Path(sys.executable).with_name("hf"))
+    with hub.start(root=root, port=0) as handle:
+        env = client_env(tmp_path / "hf", handle.url)
+        wrong = subprocess.run([hf_bin, "auth", "login", "--token", "hf_not_this_one"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert wrong.returncode != 0 and "Invalid user token" in wrong.stdout + wrong.stderr, wrong.stderr[-2000:]
+        assert not (tmp_path / "hf" / "token").exists()
+        right = subprocess.run([hf_bin, "auth", "login", "--token", "hf_course_login_token"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert right.returncode == 0, right.stderr[-2000:]
+        assert (tmp_path / "hf" / "token").read_text().strip() == "hf_course_login_token"
+        who = subprocess.run([hf_bin, "auth", "whoami"], env=env, capture_output=True, text=True, timeout=60)
+        assert "course-learner" in who.stdout, who.stdout + who.stderr
+        env.pop("HF_HUB_DISABLE_IMPLICIT_TOKEN")  # let the client send the stored token, as on a learner's machine
+        assert download_file(env, "config.json", repo_id="org/gated").is_file()

@@ -8,6 +8,8 @@ Endpoints (repo ids are `org/name`; revisions are `main` or the full commit sha)
     GET       /api/models/{repo}/tree/{rev}[/{path}]       listing (?recursive=1&expand=1)
     HEAD/GET  /{repo}/resolve/{rev}/{file}                 file bytes (starlette's FileResponse: Range GETs 206)
     GET       /api/agent-harnesses                         huggingface_hub's agent registry: an empty one
+    GET       /api/whoami-v2                               the token's user (`hf auth login`): 200 for a token
+                                                           some repo's `.gated` file lists, else 401
     GET       /_course/health                              {"status": "ok", "root": ..., "pid": ...}
     GET       /_course/stats[?reset=1]                     request counters (reset after reading)
 
@@ -42,7 +44,8 @@ from starlette.types import Scope
 from .faults import FaultyFile
 from .log import LoggedApp, RequestLog
 from .mirror import GatedUpstream, Mirror, UpstreamError
-from .repos import Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, split_repo_path
+from .repos import (Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, read_gate,
+                    split_repo_path)
 
 SERVICE = "vllm-course-hub"
 # What huggingface_hub's `utils/_detect_agent.py` reads from `/api/agent-harnesses` (it names the
@@ -91,6 +94,7 @@ class HubApp:
             Route("/_course/health", self.health),
             Route("/_course/stats", self.stats),
             Route("/api/agent-harnesses", self.agent_harnesses),
+            Route("/api/whoami-v2", self.whoami),
             Route("/{path:path}", self.dispatch),
         ]
         return LoggedApp(Starlette(routes=routes), self.log)
@@ -115,6 +119,25 @@ class HubApp:
     async def agent_harnesses(self, request: Request) -> Response:
         """Answer huggingface_hub's once-a-day registry fetch (a 404 would show in `hub watch`)."""
         return JSONResponse(AGENT_HARNESSES)
+
+    async def whoami(self, request: Request) -> Response:
+        """Answer `hf auth login`'s token check: a course user for a token some `.gated` file lists, else 401."""
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        known = await anyio.to_thread.run_sync(self._gate_tokens)
+        if token not in known:
+            return _error(401, "", "Invalid credentials in Authorization header: the course hub knows only "
+                                   "the tokens listed in its repos' .gated files")
+        name = "course-learner"
+        return JSONResponse({"type": "user", "id": name, "name": name, "fullname": "Course learner",
+                             "orgs": [], "auth": {"type": "access_token",
+                                                  "accessToken": {"displayName": "course", "role": "read"}}})
+
+    def _gate_tokens(self) -> set[str]:
+        tokens: set[str] = set()
+        for repo_id in self.store.repo_ids():
+            tokens |= read_gate(self.store.repo_dir(repo_id))[1]
+        return tokens
 
     async def dispatch(self, request: Request) -> Response:
         """Given any GET/HEAD request, route it by its raw path (so `%2F` and `%2e%2e` are seen as sent)."""
