@@ -283,6 +283,8 @@ def _build_into_place(repo_id: str, step: Callable[[Path], dict]) -> tuple[dict[
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelBuildError(f"building {repo_id} failed: {exc}. Fix the cause and run `make models` again.") from exc
+    for p in tmp.iterdir():  # some writers use private temp files (0600): every user of the machine reads models
+        p.chmod(p.stat().st_mode | 0o444)
     files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
     provenance["sizes"] = {p.name: p.stat().st_size for p in tmp.iterdir()}
     if dst.exists():
