@@ -53,7 +53,6 @@ TIME = re.compile(
 # Every lesson notebook there is (not only LESSONS): a new one must state its time too.
 LESSON_NOTEBOOKS = (START, *sorted((NOTEBOOKS / "lessons").glob("*.ipynb")))
 EXERCISE_NOTEBOOKS = tuple(next((NOTEBOOKS / name).glob("*.ipynb")) for name in EXERCISES)
-OVER_20 = {"ex3_gptq_vs_fp16": "1.6.3 asks for four functions and a written answer: ~31 min stated (issue 11)"}
 
 
 def _stated(notebook: Path) -> dict:
@@ -129,8 +128,7 @@ def test_does_the_core_path_fit_in_an_hour_and_the_module_in_two():
     assert sum(core.values()) + exercises <= 120, (sum(core.values()), exercises)
 
 
-@pytest.mark.parametrize("exercise", [pytest.param(e, marks=pytest.mark.xfail(reason=OVER_20[e], strict=True))
-                                      if e in OVER_20 else e for e in EXERCISES])
+@pytest.mark.parametrize("exercise", EXERCISES)
 def test_does_each_exercise_take_at_most_20_minutes(exercise):
     """Does the exercise state <= 20 min for a learner who did the core path?"""
     assert _stated(next((NOTEBOOKS / exercise).glob("*.ipynb")))["core"] <= 20
