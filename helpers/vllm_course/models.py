@@ -136,6 +136,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
         for repo_id, step in steps:
             entry = manifest.get(repo_id)
             if not force and _up_to_date(repo_id, entry):
+                _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
                 built.append(BuiltRepo(repo_id, repo_path(repo_id), entry["files"], rebuilt=False))
                 log(f"up to date  {repo_id}")
                 continue
@@ -283,14 +284,20 @@ def _build_into_place(repo_id: str, step: Callable[[Path], dict]) -> tuple[dict[
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelBuildError(f"building {repo_id} failed: {exc}. Fix the cause and run `make models` again.") from exc
-    for p in tmp.iterdir():  # some writers use private temp files (0600): every user of the machine reads models
-        p.chmod(p.stat().st_mode | 0o444)
+    _readable_by_all(tmp)
     files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
     provenance["sizes"] = {p.name: p.stat().st_size for p in tmp.iterdir()}
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)
     return files, provenance
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Make a repo's files readable by every user (some writers use private 0600 temp files)."""
+    for p in folder.iterdir():
+        if p.is_file() and p.stat().st_mode & 0o444 != 0o444:
+            p.chmod(p.stat().st_mode | 0o444)
 
 
 def _sha256(path: Path) -> str:
