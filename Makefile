@@ -11,7 +11,7 @@ DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(DEVICE)
 LAB_PORT ?= 8888
 
-.PHONY: lab test test-grading venv models quick-models hub-start hub-stop clean-venv
+.PHONY: lab test test-grading venv models quick-models hub-start hub-stop clean-venv class
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,9 +51,25 @@ lab: hub-start
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
 		--ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# A class on one server (deploy/jupyterhub_config.py, tests/test_classroom.py): JupyterHub from PyPI
+# (the `class` extra) and its proxy, configurable-http-proxy, from npm into deploy/node_modules.
+# `make lab` needs neither.
+CLASS_STAMP := $(VENV)/.class-installed
+CHP := deploy/node_modules/.bin/configurable-http-proxy
+
+$(CLASS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[class]"
+	@touch $@
+
+$(CHP): deploy/package.json
+	npm install --prefix deploy --no-audit --no-fund
+	@touch $@
+
+class: $(CLASS_STAMP) $(CHP)
+
 NBVAL_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/lessons
 
-test: models
+test: models class
 	$(PY) -m pytest -q -rs tests
 	$(PY) tests/nbval_sanitizers.py > $(VENV)/nbval_sanitize.cfg  # tests/nbval_sanitize.cfg + this course home
 	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
