@@ -70,6 +70,15 @@ def _index(repo_id: str) -> int:
     return background.ALL_REPOS.index(repo_id)
 
 
+class TestQuickBuild:
+    def test_does_status_show_every_quick_repo_as_built(self, base_model):
+        """After `models build --quick`, does `models status` show each repo it built, the sharded one too, as built?"""
+        built = [repo.repo_id for repo in models.build_all(quick=True, log=lambda line: None)]
+        assert config.SHARDED_MODEL in built
+        rows = dict(line.split(maxsplit=1) for line in background.status().splitlines()[:-1])
+        assert {repo_id: rows.get(repo_id) for repo_id in built} == dict.fromkeys(built, "built")
+
+
 class TestBuildRunning:
     def test_is_a_held_lock_seen_as_a_running_build(self, course_home):
         """While another process holds the build lock, is a build running; after it exits, not?"""

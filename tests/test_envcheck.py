@@ -91,6 +91,13 @@ class TestModels:
         check = envcheck.model_check(config.BASE_MODEL)
         assert (check.ok, check.found, check.required) == (True, "built", True)
 
+    def test_does_the_table_show_every_quick_repo(self, base_model):
+        """Does the offline table show each repo `models build --quick` built as built, the sharded one as optional?"""
+        built = [repo.repo_id for repo in models.build_all(quick=True, log=lambda line: None)]
+        report = check_environment("offline", endpoint="http://127.0.0.1:9", timeout=1.0)
+        assert {repo_id: report.get(repo_id).found for repo_id in built} == dict.fromkeys(built, "built")
+        assert report.get(config.SHARDED_MODEL).required is False
+
     def test_does_an_empty_course_home_fail_with_make_models(self, course_home):
         """With a fresh VLLM_COURSE_HOME, do required models fail and optional ones not count?"""
         report = check_environment("offline", endpoint="http://127.0.0.1:9", timeout=1.0)

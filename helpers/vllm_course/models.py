@@ -119,17 +119,17 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
         ModelBuildError: a step failed; the message names it and what to try.
     """
     awq = wants_awq() if awq is None else awq
-    steps: list[tuple[str, Callable[[Path], dict]]] = [
-        (config.BASE_MODEL, _build_base),
-        (config.BIN_MODEL, lambda dst: _build_single_file(dst, "pytorch_model.bin")),
-        (config.PT_MODEL, lambda dst: _build_single_file(dst, "model.pt")),
-        (config.W8A8_MODEL, _build_w8a8),
-        (config.SHARDED_MODEL, _build_sharded),
-    ]
-    if not quick:
-        steps.append((config.GPTQ_MODEL, lambda dst: _build_quantized(dst, "gptq")))
-        if awq:
-            steps.append((config.AWQ_MODEL, lambda dst: _build_quantized(dst, "awq")))
+    builders: dict[str, Callable[[Path], dict]] = {
+        config.BASE_MODEL: _build_base,
+        config.BIN_MODEL: lambda dst: _build_single_file(dst, "pytorch_model.bin"),
+        config.PT_MODEL: lambda dst: _build_single_file(dst, "model.pt"),
+        config.W8A8_MODEL: _build_w8a8,
+        config.SHARDED_MODEL: _build_sharded,
+        config.GPTQ_MODEL: lambda dst: _build_quantized(dst, "gptq"),
+        config.AWQ_MODEL: lambda dst: _build_quantized(dst, "awq"),
+    }
+    wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
+    steps = [(repo_id, builders[repo_id]) for repo_id in wanted]
     built = []
     with _build_lock(log):
         manifest = _read_manifest()
