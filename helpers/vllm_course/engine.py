@@ -52,7 +52,6 @@ _TEACHING_RE = re.compile(
     r"quantization|(?:Selected|Using) \w*Kernel\w* for",
     re.IGNORECASE,
 )
-_LOGGING_WHY = "vLLM's console log shows errors only; load_report() keeps the whole log and shows the taught lines"
 
 
 def prepare_environment() -> None:
@@ -63,10 +62,8 @@ def prepare_environment() -> None:
     envvars.default("VLLM_LOGGING_COLOR", "0", "vLLM's log without ANSI colour codes")
     envvars.default("TOKENIZERS_PARALLELISM", "false", "no fork warning from the tokenizers library")
     envvars.default("VLLM_ENABLE_V1_MULTIPROCESSING", "0", "vLLM's engine in this process: ~3 s start, not ~20 s")
-    if "VLLM_LOGGING_CONFIG_PATH" in os.environ:
-        envvars.default("VLLM_LOGGING_CONFIG_PATH", os.environ["VLLM_LOGGING_CONFIG_PATH"], _LOGGING_WHY)
-    else:
-        envvars.put("VLLM_LOGGING_CONFIG_PATH", str(_write_logging_config()), _LOGGING_WHY)
+    envvars.default("VLLM_LOGGING_CONFIG_PATH", os.environ.get("VLLM_LOGGING_CONFIG_PATH") or str(_write_logging_config()),
+                    "vLLM's console log shows errors only; load_report() keeps the whole log and shows the taught lines")
     if not _gpu_visible_cheaply():
         envvars.default("VLLM_CPU_KVCACHE_SPACE", config.CPU_KVCACHE_GIB,
                         "GiB for the KV cache on CPU; without it vLLM's start fails on this machine")
