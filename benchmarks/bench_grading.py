@@ -46,6 +46,18 @@ def course_copy(base: Path, exercise: str, answers: str, students: int) -> Path:
     return root
 
 
+def _errors(root: Path, exercise: str, student: str) -> list[str]:
+    """The error outputs of a student's autograded notebook, one line each (why points were lost)."""
+    path = root / "grading" / "autograded" / student / exercise / notebook_name(exercise)
+    if not path.is_file():
+        return ["no autograded notebook"]
+    nb = nbformat.read(str(path), 4)
+    return [f"{c.get('id')}: {o.ename}: {o.evalue[:160]}" for c in nb.cells for o in c.get("outputs", [])
+            if o.output_type == "error"] + [f"{c.get('id')}: stderr: {o.text[:160]!r}" for c in nb.cells
+                                             for o in c.get("outputs", []) if o.output_type == "stream"
+                                             and o.name == "stderr" and c.metadata.get("nbgrader", {}).get("grade")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=4)
@@ -65,6 +77,7 @@ def main() -> int:
             os.environ.update(VLLM_COURSE_HOME=str(home), VLLM_COURSE_HUB_PORT=str(grade_cli._free_port()))
             root = course_copy(Path(tmp), args.exercise, args.answers, args.students)
             run = grade_cli.grade(args.exercise, root, workers=workers, feedback=False, progress=False)
+            errors = {g.student: _errors(root, args.exercise, g.student) for g in run.grades}
         scores = {g.student: g.score for g in run.grades}
         serial = serial or scores
         failed = [g.student for g in run.grades if not g.ok]
@@ -75,6 +88,8 @@ def main() -> int:
         for g in run.grades:
             if not g.ok:
                 print(f"        {g.student}: {g.error}")
+            for line in errors[g.student]:
+                print(f"        {g.student}: {line}")
     return 0
 
 
