@@ -320,8 +320,11 @@ def _open_interpreter_path(user: str) -> dict[Path, int]:
     the modes back. A real server keeps the venv where users can run it (docs/classroom.md).
     """
     changed: dict[Path, int] = {}
-    target = Path(os.path.realpath(sys.executable))
-    for folder in reversed(target.parents):
+    # The interpreter itself, the venv's link to it and the checkout (the editable course package):
+    # a fresh clone made by `mktemp -d` sits in a 0700 folder too.
+    targets = (Path(os.path.realpath(sys.executable)), Path(sys.executable).absolute(), ROOT / "helpers")
+    folders = sorted({folder for target in targets for folder in target.parents}, key=lambda f: len(f.parts))
+    for folder in folders:
         mode = folder.stat().st_mode
         if not mode & 0o001:
             changed[folder] = mode & 0o7777
