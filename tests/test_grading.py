@@ -180,3 +180,25 @@ class TestScriptProbe:
         assert not _same_model(str(snapshot), "course/other")
         assert _same_model(str(tmp_path), str(tmp_path / "."))
         assert not _same_model(str(snapshot), str(tmp_path))
+
+
+def test_does_native_stderr_reach_a_kernel_cell_as_stdout_only_inside_the_guard():
+    """In a real kernel, C-level writes to fd 2 show as stderr (which nbgrader scores 0) unless a hidden
+    test wraps them in `grading.native_stderr_to_stdout()`, which shows them as stdout instead."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os, time\nos.write(2, b'NUMA binding: unguarded\\n')\ntime.sleep(0.5)"),
+        nbformat.v4.new_code_cell("import os, time\nfrom vllm_course import grading\n"
+                                  "with grading.native_stderr_to_stdout():\n    os.write(2, b'NUMA binding: guarded\\n')\n"
+                                  "time.sleep(0.5)\nprint('after')"),
+    ])
+    # ipykernel watches fd 2 only where PYTEST_CURRENT_TEST is unset: as in an instructor's nbgrader run.
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env)
+    streams = [[(o.name, o.text) for o in cell.outputs if o.output_type == "stream"] for cell in nb.cells]
+    assert any(name == "stderr" and "unguarded" in text for name, text in streams[0]), streams[0]
+    assert not any(name == "stderr" for name, _ in streams[1]), streams[1]
+    stdout = "".join(text for name, text in streams[1] if name == "stdout")
+    assert "NUMA binding: guarded" in stdout and "after" in stdout, streams[1]

@@ -301,7 +301,9 @@ def course(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     (home / "repos").symlink_to(config.repos_dir().resolve(), target_is_directory=True)
     shutil.copy2(ROOT / "nbgrader_config.py", root)
     shutil.copytree(ROOT / "solutions", root / "solutions")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VLLM_COURSE"))}
+    # No PYTEST_CURRENT_TEST either: with it, ipykernel does not forward what C code writes to fd 2, so
+    # a graded cell's native stderr (vLLM's NUMA line), which nbgrader scores 0, would go unseen here.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VLLM_COURSE")) and k != "PYTEST_CURRENT_TEST"}
     # A port of its own for the shared hub a graded notebook's setup() starts: a hub left on the
     # default port by another test (or `make lab`) serves another root and would be refused.
     hub_port = _free_port()
