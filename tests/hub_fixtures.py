@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from vllm_course import hub
+from vllm_course import config, hub
 from vllm_course.hub.repos import file_hashes
 
 TINY = "org/tiny"
 SECRET = b"TOP-SECRET-5f1c9e outside the hub root"
 HF_CLI = str(Path(sys.executable).with_name("hf"))
+COURSE_REPOS = config.repos_dir()  # read at import, before any fixture moves VLLM_COURSE_HOME
 # A client script: snapshot_download org/tiny and print {"path": <snapshot folder>}.
 SNAPSHOT_CODE = """
 import json
@@ -99,3 +100,18 @@ def tiny_hub(hub_root: Path, course_home: Path) -> Iterator[hub.HubHandle]:
 def hf_env(tmp_path: Path, tiny_hub: hub.HubHandle) -> dict[str, str]:
     """Client environment with a fresh HF cache, pointed at `tiny_hub`."""
     return client_env(tmp_path / "hf", tiny_hub.url)
+
+
+@pytest.fixture(scope="module")
+def course_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hub.HubHandle, Path]]:
+    """A private course hub over the built course models, and a scratch folder for the client's cache."""
+    if not (COURSE_REPOS / config.BASE_MODEL / "model.safetensors").is_file():
+        pytest.skip(f"{config.BASE_MODEL} is not built in {COURSE_REPOS}: run `make models` (python -m vllm_course models build)")
+    scratch = tmp_path_factory.mktemp("course-hub")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_COURSE_HOME", str(scratch / "course-home"))
+        handle = hub.start(root=COURSE_REPOS, port=0)
+        try:
+            yield handle, scratch
+        finally:
+            handle.stop()

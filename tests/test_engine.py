@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import greedy_answer
-from hub_fixtures import client_env
+from hub_fixtures import client_env, course_hub  # noqa: F401
 from vllm_course import config, engine, hub
 from vllm_course.errors import WeightFormatError
 
@@ -159,22 +158,6 @@ _NOISE = ("Unknown vLLM environment variable", "Chunked prefill is enabled", "li
           "CPU KV cache size", "world_size=1 rank=0")
 
 
-@pytest.fixture(scope="module")
-def hub_and_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hub.HubHandle, Path]]:
-    """A private course hub over the built course models, and a scratch folder for the learner's cache."""
-    root = config.repos_dir()
-    if not (root / config.BASE_MODEL / "model.safetensors").is_file():
-        pytest.skip(f"{config.BASE_MODEL} is not built: run `make models`")
-    scratch = tmp_path_factory.mktemp("taught-lines")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VLLM_COURSE_HOME", str(scratch / "course-home"))
-        handle = hub.start(root=root, port=0)
-        try:
-            yield handle, scratch
-        finally:
-            handle.stop()
-
-
 def _learner_load(scratch: Path, endpoint: str, offline: bool) -> tuple[dict, str]:
     """Run the lesson's load in a fresh process; return the report's shown/log lines and the console output."""
     script = scratch / "load.py"
@@ -188,9 +171,9 @@ def _learner_load(scratch: Path, endpoint: str, offline: bool) -> tuple[dict, st
 
 
 @pytest.fixture(scope="module")
-def first_load(hub_and_scratch: tuple[hub.HubHandle, Path]) -> tuple[dict, str]:
+def first_load(course_hub: tuple[hub.HubHandle, Path]) -> tuple[dict, str]:
     """The lesson's first load through the hub into an empty cache."""
-    handle, scratch = hub_and_scratch
+    handle, scratch = course_hub
     return _learner_load(scratch, handle.url, offline=False)
 
 
@@ -218,10 +201,10 @@ class TestTaughtLogLines:
             assert any(noise in x for x in found["log"]), f"vLLM no longer logs {noise!r}: update _NOISE"
             assert noise not in text and noise not in console, noise
 
-    def test_does_an_offline_load_of_the_cached_repo_id_show_the_snapshot_swap(self, hub_and_scratch, first_load):
+    def test_does_an_offline_load_of_the_cached_repo_id_show_the_snapshot_swap(self, course_hub, first_load):
         """HF_HUB_OFFLINE=1, hub stopped, the repo id cached by the first load: is vLLM's line replacing the
         repo id with the cached snapshot folder shown, and no download line?"""
-        handle, scratch = hub_and_scratch
+        handle, scratch = course_hub
         handle.stop()
         found, _ = _learner_load(scratch, handle.url, offline=True)
         shown = _shown_lines(found)

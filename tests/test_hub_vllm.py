@@ -11,17 +11,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hub_fixtures import client_env
+from hub_fixtures import client_env, course_hub  # noqa: F401
 from vllm_course import config, hub
 
 pytestmark = pytest.mark.slow
 
-ROOT = config.repos_dir()  # read before any fixture moves VLLM_COURSE_HOME
 MODEL = config.BASE_MODEL
 LOAD_SCRIPT = f"""
 import json
@@ -34,21 +32,6 @@ if __name__ == "__main__":
     out = llm.chat(chat, SamplingParams(temperature=0, max_tokens=20), use_tqdm=False)
     print(json.dumps({{"text": out[0].outputs[0].text}}))
 """
-
-
-@pytest.fixture(scope="module")
-def course_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hub.HubHandle, Path]]:
-    """The course hub over the built course models, and a scratch folder for the client's cache."""
-    if not (ROOT / MODEL / "model.safetensors").is_file():
-        pytest.skip(f"{MODEL} is not built in {ROOT}: run `make models` (python -m vllm_course models build)")
-    scratch = tmp_path_factory.mktemp("hub-vllm")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VLLM_COURSE_HOME", str(scratch / "course-home"))
-        handle = hub.start(root=ROOT, port=0)
-        try:
-            yield handle, scratch
-        finally:
-            handle.stop()
 
 
 def load(scratch: Path, endpoint: str, offline: bool = False) -> str:
