@@ -30,12 +30,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 
 from . import models
-from .errors import GradingCheckError
+from . import hub
+from .errors import GradingCheckError, HubUnreachableError
 from .hub import HubHandle, HubStats
-from .hub import start as start_hub
 from .hub.repos import file_hashes
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -190,12 +189,10 @@ def hub_stats(url: str | None = None) -> HubStats:
     Raises:
         GradingCheckError: nothing answers there, or it is not a course hub.
     """
-    url = (url or os.environ.get("HF_ENDPOINT", "")).rstrip("/")
+    url = url or os.environ.get("HF_ENDPOINT", "")
     try:
-        answer = httpx.get(f"{url}/_course/stats", timeout=10.0, trust_env=False)
-        answer.raise_for_status()
-        return HubStats.from_dict(answer.json())
-    except (httpx.HTTPError, ValueError) as exc:
+        return hub.stats(url)
+    except HubUnreachableError as exc:
         raise GradingCheckError(f"The course hub at HF_ENDPOINT={url!r} did not answer: keep it running "
                                 "(the setup cell starts it).") from exc
 
@@ -227,13 +224,9 @@ def check_each_weight_downloaded_once(stats: HubStats, repo_id: str) -> None:
                                 "the first download fills the cache and every later load must reuse it.")
 
 
-def endpoint_answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether anything answers HTTP at `url` (a stopped hub: connection refused, False)."""
-    try:
-        httpx.get(f"{url.rstrip('/')}/_course/health", timeout=timeout, trust_env=False)
-    except httpx.HTTPError:
-        return False
-    return True
+def endpoint_answers(url: str) -> bool:
+    """Whether a course hub answers at `url` (a stopped hub: False)."""
+    return hub.is_running(url)
 
 
 def sentinel_hub() -> HubHandle:
@@ -242,7 +235,7 @@ def sentinel_hub() -> HubHandle:
     Point a client that must stay offline at it: any request it sends shows up in `stats()`
     (and fails fast with a 404, instead of ~2 minutes of retries against a closed port).
     """
-    return start_hub(root=tempfile.mkdtemp(prefix="sentinel-hub-"), port=0)
+    return hub.start(root=tempfile.mkdtemp(prefix="sentinel-hub-"), port=0)
 
 
 # ---------------------------------------------------------------- the offline exercise
@@ -505,7 +498,7 @@ def cache_holding(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     cache = Path(tempfile.mkdtemp(prefix="graded-cache-"))
-    private = start_hub(port=0)
+    private = hub.start(port=0)
     try:
         # Activated too, not only passed: huggingface_hub's own side requests (its once-a-day
         # /api/agent-harnesses fetch) go to constants.ENDPOINT, which may be a sentinel being watched.
