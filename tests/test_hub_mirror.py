@@ -4,7 +4,13 @@ keeps it under its own root, and keeps serving it when the upstream is gone."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,6 +36,32 @@ def mirror_root(tmp_path: Path) -> Path:
 
 def _download(tmp_path: Path, name: str, endpoint: str) -> Path:
     return Path(run_py(SNAPSHOT_CODE, client_env(tmp_path / name, endpoint))["path"])
+
+
+def _hub_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vllm_course", "hub", *map(str, args)], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ))
+
+
+@contextmanager
+def _hub_serve(root: Path, upstream_url: str, ready: Path) -> Iterator[str]:
+    """`python -m vllm_course hub serve --root R --upstream URL` in the foreground of a child process, as a
+    user types it (on a free port); yield its URL, then stop it."""
+    args = ["--root", root, "--port", 0, "--upstream", upstream_url, "--ready-file", ready, "--exit-with-parent"]
+    child = subprocess.Popen([sys.executable, "-m", "vllm_course", "hub", "serve", *map(str, args)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), f"`hub serve` did not start ({child.poll()}):\n{child.stdout.read() if child.poll() is not None else ''}"
+        url = f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
+        while not hub.is_running(url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield url
+    finally:
+        child.terminate()
+        child.wait(10)
 
 
 class TestPullThrough:
@@ -88,6 +120,40 @@ class TestPullThrough:
             path = _download(tmp_path, "hf2", mirror.url)
             assert mirror.stats().file(TINY, "config.json").upstream_fetches == 1
         assert json.loads((path / "config.json").read_text())["model_type"] == "changed"
+
+
+class TestMissingMirrorRoot:
+    def test_does_hub_serve_create_a_missing_root_and_serve_through_it(self, upstream, hub_root, tmp_path):
+        """Does `hub serve --upstream URL --root R`, with neither R nor its parent there yet, create R, give
+        a client the upstream's files and keep them under R?"""
+        root = tmp_path / "not-yet" / "mirror-root"
+        with _hub_serve(root, upstream.url, tmp_path / "ready.json") as url:
+            path = _download(tmp_path, "hf1", url)
+        for name in ("config.json", "model.safetensors", "extra/notes.txt"):
+            assert sha256_of(path / name) == sha256_of(hub_root / TINY / name)
+            assert sha256_of(root / TINY / name) == sha256_of(hub_root / TINY / name)
+
+    def test_does_hub_start_create_it_too(self, upstream, course_home, tmp_path):
+        """Does the background form, `hub start --upstream URL --root R`, create a missing R as well?"""
+        root = tmp_path / "not-yet" / "mirror-root"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        started = _hub_cli("start", "--root", root, "--upstream", upstream.url, "--port", port)
+        try:
+            assert started.returncode == 0, started.stderr
+            assert hub.stats(port).requests == 0 and root.is_dir()
+        finally:
+            hub.stop(port)
+
+    def test_is_a_root_that_cannot_be_created_a_clear_error(self, upstream, tmp_path):
+        """With a file where the root should be, does `hub serve` exit 1 naming the folder and --root?"""
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder", encoding="utf-8")
+        done = _hub_cli("serve", "--root", blocker / "mirror", "--port", 0, "--upstream", upstream.url)
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"error: Cannot create the mirror's root folder {str(blocker / 'mirror')!r}: ")
+        assert done.stderr.rstrip().endswith("Pass a writable folder as --root.")
 
 
 class TestMirrorErrors:

@@ -64,9 +64,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
+    from .mirror import create_root
     from .server import HubConfig, serve
 
     root = args.root if args.root is not None else config.repos_dir()
+    if args.upstream:
+        root = create_root(root)  # a mirror starts empty: its root need not exist yet
     hub = HubConfig(root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes)
     try:
         serve(hub, args.ready_file, os.getppid() if args.exit_with_parent else None)
@@ -77,7 +80,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     from . import start
+    from .mirror import create_root
 
+    if args.upstream and args.root is not None:
+        create_root(args.root)  # as `serve` does (without --root, start() picks the root by profile)
     if args.port == 0:
         print("error: `hub start` needs a fixed port (a background hub on a free port could not be found "
               "again): pass --port N, or use `hub serve --port 0` in the foreground.", file=sys.stderr)

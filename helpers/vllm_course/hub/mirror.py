@@ -5,7 +5,7 @@ on the upstream hub (another course hub, or the real Hub): its listing is cached
 `<root>/<org>/<name>/.mirror/manifest.json` and each file is fetched the first time a client GETs
 it, checked against the upstream's hash, and stored under the root. Later requests are served
 locally, also while the upstream is down, and a hub started without `--upstream` keeps serving
-what an earlier run mirrored.
+what an earlier run mirrored. A mirror's root may start missing: `create_root` makes it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from ..errors import HubError
 from .log import RequestLog
 from .repos import (
     Entry,
@@ -39,6 +40,24 @@ from .repos import (
 MANIFEST = Path(".mirror") / "manifest.json"
 # How long a cached listing of `main` is trusted before the upstream is asked again (seconds).
 REFRESH_SECONDS = 30.0
+
+
+def create_root(root: str | os.PathLike[str]) -> Path:
+    """Given a mirror's root folder, create it (and its parents) if missing; return it.
+
+    A mirror starts empty and fills its root as clients ask, so, unlike a plain hub's root, it
+    need not exist beforehand (`hub serve --upstream URL --root R` calls this).
+
+    Raises:
+        HubError: the folder cannot be created (a file in the way, no permission).
+    """
+    folder = Path(root).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HubError(f"Cannot create the mirror's root folder {str(folder)!r}: {exc}. "
+                       "Pass a writable folder as --root.") from exc
+    return folder
 
 
 class UpstreamError(RuntimeError):
