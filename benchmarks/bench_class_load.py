@@ -1,0 +1,231 @@
+"""The course hub under a class's load: N learners `snapshot_download` the course model at once
+through one mirror hub, whose upstream is a second course hub.
+
+Run: .venv/bin/python benchmarks/bench_class_load.py [--clients 100] [--concurrency 50]
+
+Both hubs run on loopback in their own processes (`hub.start(port=0)`): the upstream serves the
+built course repos (it stands in for the real Hub); the mirror is `hub serve --upstream <upstream>`
+over a new, empty root. Each client is the real huggingface_hub call
+`snapshot_download(repo_id, cache_dir=<its own folder>, endpoint=<mirror>)`.
+
+Clients are threads of this process (a ThreadPoolExecutor of `--concurrency` workers), not
+processes: a download is socket and disk IO, which releases the GIL, and 50 processes would each
+import huggingface_hub on a 2-core machine, timing imports rather than the hub. What the threads
+share that 50 learners would not: one huggingface_hub HTTP client and its connection pool (httpx's
+default, 100 connections; each client holds about one long download at a time).
+
+After each client returns, its files are hashed (sha256) and its cache is deleted, so the disk
+holds about `--concurrency` copies at a time; that hashing shares the CPUs with the downloads still
+running (a client's seconds are taken before it). The per-file counts come from the hubs' own
+request logs (`/_course/stats`), not from the clients. Time figures are not asserted anywhere;
+tests/test_class_load.py runs `measure()` with 20 clients and asserts only correctness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_course import config, hub
+from vllm_course.hub.log import HubStats
+from vllm_course.hub.mirror import create_root
+from vllm_course.hub.repos import file_hashes
+
+
+@dataclass(frozen=True)
+class ClientRun:
+    """One client: its seconds in `snapshot_download`, the sha256 of each file it got, or its error."""
+
+    index: int
+    seconds: float
+    hashes: dict[str, str]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassLoad:
+    """One class-load run: the clients, the expected files, and what both hubs logged."""
+
+    repo_id: str
+    concurrency: int
+    seconds: float
+    expected: dict[str, str]  # path in the repo -> sha256 of the upstream's file
+    sizes: dict[str, int]
+    clients: tuple[ClientRun, ...]
+    mirror: HubStats
+    upstream: HubStats
+    mirror_rss_start: int | None  # bytes (VmRSS once the mirror answered), None off Linux
+    mirror_rss_peak: int | None  # bytes (VmHWM: the process's peak resident memory)
+
+    @property
+    def errors(self) -> list[ClientRun]:
+        return [c for c in self.clients if c.error]
+
+    @property
+    def wrong(self) -> list[ClientRun]:
+        """Clients that returned, with a file missing, extra, or not the upstream's bytes."""
+        return [c for c in self.clients if not c.error and c.hashes != self.expected]
+
+    def upstream_gets(self) -> dict[str, int]:
+        """Path -> GETs the upstream answered for that file (whole or ranged), from its own log."""
+        return {p: _gets(self.upstream, self.repo_id, p) for p in self.expected}
+
+    def mirror_gets(self) -> dict[str, int]:
+        """Path -> GETs the mirror answered for that file, from its own log."""
+        return {p: _gets(self.mirror, self.repo_id, p) for p in self.expected}
+
+
+def expected_files(repo_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """Given a repo folder, return (path -> sha256, path -> size) of the files a hub serves (no dotfiles)."""
+    hashes, sizes = {}, {}
+    for path in sorted(repo_dir.rglob("*")):
+        rel = path.relative_to(repo_dir)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            hashes[rel.as_posix()] = file_hashes(path)[0]
+            sizes[rel.as_posix()] = path.stat().st_size
+    return hashes, sizes
+
+
+@contextmanager
+def hub_pair(repos: Path, work: Path) -> Iterator[tuple[hub.HubHandle, hub.HubHandle]]:
+    """Start an upstream hub over `repos` and a mirror of it over the new folder `work/mirror-root`;
+    yield (upstream, mirror); stop both."""
+    with hub.start(root=repos, port=0) as upstream:
+        mirror_root = create_root(work / "mirror-root")  # as `hub serve --upstream` does
+        with hub.start(root=mirror_root, port=0, upstream=upstream.url) as mirror:
+            yield upstream, mirror
+
+
+def run_clients(endpoint: str, repo_id: str, clients: int, concurrency: int, work: Path) -> tuple[list[ClientRun], float]:
+    """Run `clients` snapshot_downloads, `concurrency` at a time, each into `work/client-NNN`;
+    return each client's run and the total seconds."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    bars_were_off = are_progress_bars_disabled()
+    disable_progress_bars()  # 50 bars at once would print rates, and cost CPU
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="learner") as pool:
+            runs = list(pool.map(lambda i: _one_client(i, endpoint, repo_id, work / f"client-{i:03d}"), range(clients)))
+        return runs, time.perf_counter() - start
+    finally:
+        if not bars_were_off:
+            enable_progress_bars()
+
+
+def measure(repos: Path, repo_id: str, clients: int, concurrency: int, work: Path) -> ClassLoad:
+    """Start the pair of hubs, run the clients through the mirror, read both hubs' logs; stop the hubs.
+
+    Args:
+        repos: the upstream hub's root (built course repos, `<org>/<name>/`).
+        repo_id: the repo every client downloads.
+        clients: how many snapshot_downloads in all.
+        concurrency: how many run at the same time.
+        work: an empty scratch folder (the mirror's root and the clients' caches go there).
+    """
+    expected, sizes = expected_files(repos / repo_id)
+    with hub_pair(repos, work) as (upstream, mirror):
+        rss_start = _proc_status_bytes(mirror.pid, "VmRSS")
+        runs, seconds = run_clients(mirror.url, repo_id, clients, concurrency, work)
+        rss_peak = _proc_status_bytes(mirror.pid, "VmHWM")
+        mirror_stats, upstream_stats = mirror.stats(), upstream.stats()
+    return ClassLoad(repo_id, concurrency, seconds, expected, sizes, tuple(runs), mirror_stats, upstream_stats,
+                     rss_start, rss_peak)
+
+
+def report(load: ClassLoad) -> str:
+    """The figures of a run as a text table."""
+    n = len(load.clients)
+    times = sorted(c.seconds for c in load.clients if not c.error) or [float("nan")]
+    p95 = times[min(len(times) - 1, max(0, round(0.95 * len(times)) - 1))]
+    total_mb = sum(load.sizes.values()) / 1e6
+    up, down = load.upstream_gets(), load.mirror_gets()
+    lines = [
+        f"{n} snapshot_download clients of {load.repo_id} ({len(load.expected)} files, {total_mb:.1f} MB), "
+        f"{load.concurrency} at a time (threads), {os.cpu_count()} CPUs",
+        f"total              {load.seconds:8.1f} s   {n / load.seconds:.2f} clients/s, "
+        f"{load.mirror.bytes_sent / 1e6 / load.seconds:.0f} MB/s served by the mirror",
+        f"per client (s)     min {times[0]:.1f}  median {statistics.median(times):.1f}  p95 {p95:.1f}  max {times[-1]:.1f}",
+        f"mirror RSS         {_mib(load.mirror_rss_start)} MiB once started, peak {_mib(load.mirror_rss_peak)} MiB (VmHWM)",
+        f"errors             {len(load.errors)} of {n} clients; answers >= 400: mirror {load.mirror.errors}, "
+        f"upstream {load.upstream.errors}",
+        f"sha256             {'all right' if not load.wrong and not load.errors else 'WRONG'}: "
+        f"{n - len(load.wrong) - len(load.errors)} of {n} clients got every file with the upstream's sha256",
+        f"upstream metadata  {load.upstream.metadata_requests} requests (the mirror's listings of the repo)",
+        "",
+        f"{'file':28s} {'bytes':>11s} {'upstream GETs':>13s} {'mirror GETs':>11s} {'mirror upstream fetches':>23s}",
+    ]
+    for path in load.expected:
+        fetched = load.mirror.file(load.repo_id, path).upstream_fetches
+        lines.append(f"{path:28s} {load.sizes[path]:11d} {up[path]:13d} {down[path]:11d} {fetched:23d}")
+    for c in load.errors[:5]:
+        lines.append(f"client {c.index}: {c.error}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100, help="snapshot_downloads in all (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=50, help="at the same time (default %(default)s)")
+    parser.add_argument("--repo", default=config.BASE_MODEL, help="repo to download (default %(default)s)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temporary one)")
+    args = parser.parse_args()
+    from vllm_course.models import require
+
+    require(args.repo)
+    work = Path(tempfile.mkdtemp(prefix="class-load-", dir=args.work))
+    try:
+        print(report(measure(config.repos_dir(), args.repo, args.clients, args.concurrency, work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _one_client(index: int, endpoint: str, repo_id: str, cache: Path) -> ClientRun:
+    """One learner: snapshot_download into its own cache, hash what it got, delete the cache."""
+    from huggingface_hub import snapshot_download
+
+    start = time.perf_counter()
+    try:
+        folder = Path(snapshot_download(repo_id, cache_dir=cache, endpoint=endpoint, token=False))
+        seconds = time.perf_counter() - start
+        hashes = {p.relative_to(folder).as_posix(): file_hashes(p)[0]
+                  for p in sorted(folder.rglob("*")) if p.is_file()}
+        return ClientRun(index, seconds, hashes)
+    except Exception as exc:  # a client's failure is a figure of the run, not the end of it
+        return ClientRun(index, time.perf_counter() - start, {}, f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _gets(stats: HubStats, repo_id: str, path: str) -> int:
+    counts = stats.file(repo_id, path)
+    return counts.full_downloads + counts.ranged_reads
+
+
+def _proc_status_bytes(pid: int | None, field: str) -> int | None:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM) in bytes; None where there is no /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _mib(value: int | None) -> str:
+    return "?" if value is None else f"{value / 2**20:.0f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
