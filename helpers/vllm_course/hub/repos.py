@@ -1,39 +1,31 @@
-"""The course hub's view of its root folder: repos laid out as `<root>/<org>/<name>/<files>`.
+"""The hub's view of its root folder (`<root>/<org>/<name>/<files>`): files, hashes, commit shas.
 
-Everything the server says about a repo comes from here: the file list, each file's git blob id
-and sha256, which files are "LFS" (weights), the repo's commit sha, and the safe path of a file on
-disk. Nothing outside the root is ever returned: every path is resolved and checked against it.
-
-The commit sha is derived from the repo id and its sorted `(path, sha256)` list: the same repo
-with the same files gives the same sha on every machine, and, as on the real Hub, two repos never
-share one (`HFCacheInfo.delete_revisions(hash)` relies on that).
+Every path is resolved and checked against the root, and dot names are never served. A commit sha
+is sha1 over the repo id and its sorted `path sha256` lines: stable on every machine and, as on the
+real Hub, never shared by two repos (`HFCacheInfo.delete_revisions(hash)` relies on that).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub.utils.sha import git_hash
 
 from ..errors import HubError
+from ..formats import WEIGHT_SUFFIXES
 
-# Files served as git-LFS objects (like the real Hub does for weights): by suffix, or by size.
-LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".onnx")
+# Served as git-LFS objects, as the Hub does: weights and other binary formats, or anything over 10 MiB.
+LFS_SUFFIXES = (*WEIGHT_SUFFIXES, ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
 LFS_MIN_SIZE = 10 * 1024 * 1024
-
-# A file named like this in a repo folder marks the repo gated; its non-empty lines are the tokens
-# that may download it anyway (`Authorization: Bearer <token>`).
-GATED_MARKER = ".gated"
+GATED_MARKER = ".gated"  # in a repo folder: the repo is gated; its lines are the tokens let through
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_HASH_CHUNK = 4 * 1024 * 1024
 
 
 class RepoNotFound(LookupError):
@@ -50,11 +42,7 @@ class EntryNotFound(LookupError):
 
 @dataclass(frozen=True)
 class Entry:
-    """One file of a repo, as the Hub protocol describes it.
-
-    `oid` is the git blob id: of the content for small files, of the LFS pointer for LFS files.
-    `sha256` is None when the file is not LFS and its sha256 was not needed.
-    """
+    """One file of a repo: `oid` is the git blob id (of the LFS pointer for LFS files)."""
 
     path: str
     size: int
@@ -84,48 +72,35 @@ class RepoView:
     last_modified: float
 
     def entry(self, path: str) -> Entry:
-        """Given a path inside the repo, return its entry.
-
-        Raises:
-            EntryNotFound: no such file.
-        """
+        """Given a path inside the repo, return its entry (EntryNotFound if there is none)."""
         for item in self.entries:
             if item.path == path:
                 return item
         raise EntryNotFound(f"{self.repo_id} has no file {path!r}")
 
     def folders(self) -> set[str]:
-        """Every folder path implied by the file paths ("a/b/c.txt" gives "a" and "a/b")."""
-        out: set[str] = set()
-        for item in self.entries:
-            parts = item.path.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                out.add("/".join(parts[:i]))
-        return out
+        """Every folder the file paths imply ("a/b/c.txt" gives "a" and "a/b")."""
+        return {p.rsplit("/", i)[0] for p in (e.path for e in self.entries) for i in range(1, p.count("/") + 1)}
 
 
 def validate_repo_id(repo_id: str) -> str:
-    """Given a repo id, return it if it is `org/name` with safe characters.
-
-    Raises:
-        RepoNotFound: anything else (`..`, a third part, hidden names, odd characters).
-    """
+    """Return `repo_id` if it is `org/name` with safe characters; RepoNotFound otherwise."""
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(_NAME.match(p) and ".." not in p for p in parts):
         raise RepoNotFound(f"invalid repo id {repo_id!r}: expected 'org/name' with A-Z a-z 0-9 . _ -")
     return repo_id
 
 
-def split_repo_path(path: str) -> tuple[str, ...]:
-    """Given a path inside a repo (`/`-separated), return its parts if every part is safe.
+def unsafe_part(part: str) -> bool:
+    """Whether one path segment could step out of a folder (`..`, empty, backslash, NUL)."""
+    return part in ("", ".", "..") or "\\" in part or "\x00" in part
 
-    Raises:
-        EntryNotFound: empty, `.`/`..` parts, hidden (dot) names, backslashes or NUL bytes.
-    """
+
+def split_repo_path(path: str) -> tuple[str, ...]:
+    """Return the parts of a `/`-separated path inside a repo; EntryNotFound if any is unsafe or hidden."""
     parts = tuple(path.split("/"))
-    for part in parts:
-        if part in ("", ".", "..") or part.startswith(".") or "\\" in part or "\x00" in part:
-            raise EntryNotFound(f"unsafe or hidden path {path!r}")
+    if any(unsafe_part(p) or p.startswith(".") for p in parts):
+        raise EntryNotFound(f"unsafe or hidden path {path!r}")
     return parts
 
 
@@ -134,50 +109,60 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
-def commit_sha(repo_id: str, pairs: Iterable[tuple[str, str]]) -> str:
-    """The repo's commit sha: sha1 over the repo id and the sorted `path sha256` lines.
-
-    Stable (same repo, same files: same sha) and unique per repo, like the real Hub's.
-    """
-    text = f"{repo_id}\n" + "".join(f"{path} {digest}\n" for path, digest in sorted(pairs))
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
 def file_hashes(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """Given a file, return its (sha256, git blob sha1), reading it once in 4 MiB chunks.
+    """Return a file's (sha256, git blob sha1), reading it once in 4 MiB chunks.
 
-    The two names the Hub gives a file's bytes: an LFS file's etag and oid (sha256), and a small
-    file's git blob id (`git hash-object`, as huggingface_hub's `utils.sha.git_hash`, which needs
-    the whole file in memory). The one hashing function of the course.
+    The course's one hashing function: an LFS file's etag and a small file's git blob id (what
+    huggingface_hub's `utils.sha.git_hash` gives, without holding the file in memory).
     """
     sha256 = hashlib.sha256()
     blob = hashlib.sha1(b"blob %d\x00" % os.stat(path).st_size)
     with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
+        while chunk := fh.read(4 << 20):
             sha256.update(chunk)
             blob.update(chunk)
     return sha256.hexdigest(), blob.hexdigest()
 
 
+def cached_hashes(path: Path) -> tuple[str, str]:
+    """`file_hashes`, computed once per (path, size, mtime)."""
+    st = path.stat()
+    return _hashes(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashes(path: str, size: int, mtime_ns: int) -> tuple[str, str]:
+    return file_hashes(path)
+
+
 def is_lfs(path: str, size: int) -> bool:
-    """Whether the Hub would store this file in LFS (weights, or anything over 10 MB)."""
+    """Whether the Hub would store this file in LFS (weights, or anything over 10 MiB)."""
     return path.lower().endswith(LFS_SUFFIXES) or size > LFS_MIN_SIZE
 
 
-class RepoStore:
-    """Scans a root folder of repos and answers what the Hub protocol asks about them.
+def check_revision(repo_id: str, revision: str, sha: str) -> None:
+    """Accept `main` and the repo's full commit sha; RevisionNotFound for anything else."""
+    if revision != "main" and not (_COMMIT.match(revision) and revision == sha):
+        raise RevisionNotFound(f"{repo_id} has no revision {revision!r} (the hub serves 'main' = {sha})")
 
-    File hashes are cached by (path, size, mtime), so a repo is hashed once per change.
-    Thread-safe: the server calls it from worker threads.
+
+def read_gate(folder: Path) -> tuple[bool, frozenset[str]]:
+    """Whether a repo folder is gated, and the tokens its `.gated` file lets through."""
+    marker = folder / GATED_MARKER
+    if not marker.is_file():
+        return False, frozenset()
+    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines()
+    return True, frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+class RepoStore:
+    """The repos under a root folder, as the Hub protocol describes them (thread-safe).
+
+    Raises:
+        HubError: the root does not exist or is not a folder.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        """Args:
-            root: folder holding `<org>/<name>/` repos.
-
-        Raises:
-            HubError: the root does not exist or is not a folder.
-        """
         path = Path(root).expanduser()
         if not path.is_dir():
             raise HubError(
@@ -185,66 +170,45 @@ class RepoStore:
                 "models first (`python -m vllm_course models build`) or pass --root DIR."
             )
         self.root = path.resolve()
-        self._hashes: dict[tuple[str, int, int], tuple[str, str]] = {}
-        self._lock = threading.Lock()
-
-    # -- paths ---------------------------------------------------------------------------------
 
     def repo_dir(self, repo_id: str) -> Path:
-        """Given a repo id, return its folder (resolved, inside the root).
-
-        Raises:
-            RepoNotFound: bad id, no such folder, or a folder that resolves outside the root.
-        """
-        validate_repo_id(repo_id)
-        folder = (self.root / repo_id).resolve()
+        """Return a repo's folder (resolved, inside the root); RepoNotFound otherwise."""
+        folder = (self.root / validate_repo_id(repo_id)).resolve()
         if not self._servable(folder) or not folder.is_dir():
             raise RepoNotFound(f"no repo {repo_id!r} under {self.root}")
         return folder
 
     def file_path(self, repo_id: str, path: str) -> Path:
-        """Given a repo id and a path inside it, return the real file, never one outside the root.
+        """Return the real file of a repo path, never one outside the root.
 
         Raises:
             RepoNotFound: no such repo.
             EntryNotFound: unsafe, hidden, missing, not a regular file, or resolving outside the root.
         """
-        folder = self.repo_dir(repo_id)
-        parts = split_repo_path(path)
-        target = folder.joinpath(*parts).resolve()
+        target = self.repo_dir(repo_id).joinpath(*split_repo_path(path)).resolve()
         if not self._servable(target) or not target.is_file():
             raise EntryNotFound(f"{repo_id} has no file {path!r}")
         return target
 
-    def _inside(self, path: Path) -> bool:
-        return os.path.commonpath([str(self.root), str(path)]) == str(self.root)
-
     def _servable(self, real: Path) -> bool:
-        """A resolved path may be served if it is inside the root and no part of it is hidden."""
-        if not self._inside(real):
+        """Whether a resolved path is inside the root with no hidden part (starlette's StaticFiles check)."""
+        if os.path.commonpath([self.root, real]) != str(self.root):
             return False
         return not any(part.startswith(".") for part in real.relative_to(self.root).parts)
 
-    # -- listing -------------------------------------------------------------------------------
-
     def repo_ids(self) -> list[str]:
         """Every valid `org/name` repo folder under the root, sorted."""
-        found = []
-        for org in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for repo in sorted(p for p in org.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                try:
-                    self.repo_dir(f"{org.name}/{repo.name}")
-                except RepoNotFound:
-                    continue
-                found.append(f"{org.name}/{repo.name}")
-        return found
+        orgs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return [rid for rid in (f"{o.name}/{r.name}" for o in orgs for r in sorted(o.iterdir())) if self._has(rid)]
+
+    def _has(self, repo_id: str) -> bool:
+        try:
+            return bool(self.repo_dir(repo_id))
+        except RepoNotFound:
+            return False
 
     def view(self, repo_id: str, revision: str = "main") -> RepoView:
-        """Given a repo id and a revision, return the repo's files and commit sha.
-
-        Args:
-            repo_id: `org/name`.
-            revision: `main`, or the full 40-character commit sha the hub reported.
+        """Return a repo's files and commit sha at `revision` (`main` or that sha).
 
         Raises:
             RepoNotFound: no such repo.
@@ -252,69 +216,30 @@ class RepoStore:
         """
         folder = self.repo_dir(repo_id)
         entries = tuple(self._entry(folder, path) for path in self._walk(folder))
-        sha = commit_sha(repo_id, ((e.path, e.sha256 or "") for e in entries))
+        lines = "".join(f"{e.path} {e.sha256}\n" for e in entries)  # sorted by path
+        sha = hashlib.sha1(f"{repo_id}\n{lines}".encode()).hexdigest()
         check_revision(repo_id, revision, sha)
-        gated, tokens = read_gate(folder)
         mtimes = [folder.stat().st_mtime] + [(folder / e.path).stat().st_mtime for e in entries]
-        return RepoView(repo_id, sha, entries, gated, tokens, max(mtimes))
+        return RepoView(repo_id, sha, entries, *read_gate(folder), max(mtimes))
 
     def _walk(self, folder: Path) -> list[str]:
-        """Relative paths of the visible regular files under `folder` that stay inside the root."""
+        """Relative paths of the visible regular files under `folder` (symlinked folders skipped)."""
         out = []
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for dirpath, dirnames, filenames in os.walk(folder):
             base = Path(dirpath)
-            for d in list(dirnames):  # a symlinked folder is listed only if it stays inside the repo
-                if (base / d).is_symlink():
-                    dirnames.remove(d)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (base / d).is_symlink()]
             for name in filenames:
-                if name.startswith("."):
-                    continue
                 real = (base / name).resolve()
-                if self._servable(real) and real.is_file():
+                if not name.startswith(".") and self._servable(real) and real.is_file():
                     out.append((base / name).relative_to(folder).as_posix())
         return sorted(out)
 
+    file_hashes = staticmethod(cached_hashes)  # TEMP until mirror.py uses cached_hashes
+
     def _entry(self, folder: Path, rel: str) -> Entry:
         path = folder / rel
-        st = path.stat()
-        sha256, oid = self._hash(path, st.st_size, st.st_mtime_ns)
-        if is_lfs(rel, st.st_size):
-            return Entry(rel, st.st_size, git_hash(lfs_pointer(sha256, st.st_size)), sha256, True)
-        return Entry(rel, st.st_size, oid, sha256, False)
-
-    def file_hashes(self, path: Path) -> tuple[str, str]:
-        """Given a file, return its (sha256, git blob id), from the cache when unchanged."""
-        st = path.stat()
-        return self._hash(path, st.st_size, st.st_mtime_ns)
-
-    def _hash(self, path: Path, size: int, mtime_ns: int) -> tuple[str, str]:
-        """(sha256, git blob sha1) of a file, cached by (path, size, mtime)."""
-        key = (str(path), size, mtime_ns)
-        with self._lock:
-            if key in self._hashes:
-                return self._hashes[key]
-        result = file_hashes(path)
-        with self._lock:
-            self._hashes[key] = result
-        return result
-
-
-def check_revision(repo_id: str, revision: str, sha: str) -> None:
-    """Accept `main` and the repo's full commit sha; anything else is not found.
-
-    Raises:
-        RevisionNotFound: any other revision.
-    """
-    if revision == "main" or (_COMMIT.match(revision) and revision == sha):
-        return
-    raise RevisionNotFound(f"{repo_id} has no revision {revision!r} (the hub serves 'main' = {sha})")
-
-
-def read_gate(folder: Path) -> tuple[bool, frozenset[str]]:
-    """Whether a repo folder is gated, and the tokens its `.gated` file grants access to."""
-    marker = folder / GATED_MARKER
-    if not marker.is_file():
-        return False, frozenset()
-    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines()
-    return True, frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        sha256, oid = cached_hashes(path)
+        size = path.stat().st_size
+        if is_lfs(rel, size):
+            return Entry(rel, size, git_hash(lfs_pointer(sha256, size)), sha256, True)
+        return Entry(rel, size, oid, sha256, False)
