@@ -1,8 +1,9 @@
-"""The cache helpers: scan rows, deletion plans (dry run, execute, safety), cleaning policies,
-the free-space check and checksum verification.
+"""The cache package: text tables over `scan_cache_dir()`, the cached-snapshot lookup, the safe delete
+strategy (dry run, execute, nothing outside the cache), the free-space check and offline verification.
 
 Caches are real folders: built file by file in the Hub's layout (blobs named by their etag,
 snapshot symlinks, refs), or downloaded by the real huggingface_hub client from a course hub.
+The cleaning policies are comprehensions in lessons 03 and 08; the ones below are the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi, scan_cache_dir
+from huggingface_hub import CachedRevisionInfo, DeleteCacheStrategy, HfApi, scan_cache_dir
 
 from hub_fixtures import HF_CLI, TINY, client_env, hub_root, run_py, tiny_hub  # noqa: F401
 from vllm_course import cache
@@ -53,6 +54,12 @@ def add_revision(cache_dir: Path, repo_id: str, files: dict[str, bytes], ref: st
     return commit
 
 
+def revs(cache_dir: Path, *commits: str) -> list[CachedRevisionInfo]:
+    """The scanned revisions with these commit hashes (every revision when none is given)."""
+    found = [rev for repo in scan_cache_dir(cache_dir).repos for rev in repo.revisions]
+    return [rev for rev in found if not commits or rev.commit_hash in commits]
+
+
 def age(cache_dir: Path, repo_id: str, days: float) -> None:
     """Set the access and modification times of a repo's blobs `days` days back."""
     when = time.time() - days * DAY
@@ -85,141 +92,134 @@ def secret(tmp_path: Path) -> Path:
     return path
 
 
-class TestScan:
-    def test_rows_newest_first_with_refs(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does a scan list both revisions, newest first, with `main` on the new one and sizes per revision?"""
+class TestTable:
+    def test_rows_newest_first_with_refs_and_idle_days(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Does the table list both revisions newest first, with `main`, sizes and idle days, then the totals?"""
         folder, old, new = two_revisions
-        found = cache.scan(folder)
-        assert [r.commit_hash for r in found.revisions] == [new, old]
-        assert [r.refs for r in found.revisions] == [("main",), ()]
-        assert found.revisions[1].detached and not found.revisions[0].detached
-        assert found.revisions[0].size_on_disk == len(CONFIG_V2) + len(WEIGHTS)
-        assert found.size_on_disk == len(CONFIG_V1) + len(CONFIG_V2) + len(WEIGHTS)  # shared blob counted once
-        assert found.repos[0].nb_revisions == 2 and found.repos[0].nb_files == 3
-
-    def test_text_table_and_html(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does the table show short hashes, refs, sizes and idle days, and the HTML escape repo ids?"""
-        folder, old, new = two_revisions
-        found = cache.scan(folder)
-        lines = str(found).splitlines()
+        lines = cache.table(scan_cache_dir(folder)).splitlines()
         assert lines[0].split() == ["repo", "revision", "refs", "files", "size", "accessed", "modified"]
         assert lines[1].split() == ["org/model", new[:8], "main", "2", "10.1", "kB", "0.0", "d", "ago", "0.0", "d", "ago"]
         assert lines[2].split()[:3] == ["org/model", old[:8], "-"] and "3.0 d ago" in lines[2]
-        assert lines[3] == f"1 repo(s), 2 revision(s), 10.1 kB on disk in {folder.resolve()}"
-        assert "<td>org/model</td>" in found._repr_html_()
-        assert found.table(by="repo").splitlines()[1].split()[:3] == ["org/model", "2", "3"]
+        assert lines[3] == f"1 repo(s), 2 revision(s), 10.1 kB on disk in {folder.resolve()}"  # shared blob once
+        assert cache.table(scan_cache_dir(folder), by="repo").splitlines()[1].split()[:3] == ["org/model", "2", "3"]
 
     def test_unknown_layout_is_one_line_error(self, hf_cache: Path) -> None:
         """Does asking for a table layout that does not exist say which ones do?"""
         with pytest.raises(CacheTargetError, match=r"^by='files' is not a table layout: use by='revision' or by='repo'\.$"):
-            cache.scan(hf_cache).table(by="files")
+            cache.table(scan_cache_dir(hf_cache), by="files")
 
-    def test_explicit_missing_folder_is_an_error(self, tmp_path: Path) -> None:
-        """Is a mistyped cache_dir reported (instead of scanning as an empty cache)?"""
-        with pytest.raises(CacheTargetError, match="is not a folder: pass the hub cache"):
-            cache.scan(tmp_path / "nope")
-
-    def test_corrupted_repo_becomes_a_warning(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does a broken repo folder leave the scan running, reported as the library's warning?"""
+    def test_corrupted_repo_becomes_a_warning_line(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Does a broken repo folder leave the table printed, with the library's warning under it?"""
         folder, _, _ = two_revisions
         (folder / "models--org--broken").mkdir()
-        found = cache.scan(folder)
-        assert [r.repo_id for r in found.repos] == ["org/model"]
-        assert len(found.warnings) == 1 and "Snapshots dir doesn't exist" in found.warnings[0]
-        assert "warning: Snapshots dir" in str(found)
+        text = cache.table(scan_cache_dir(folder))
+        assert "org/broken" not in text and text.count("\nwarning: Snapshots dir doesn't exist") == 1
 
 
-class TestPlanDryRun:
-    def test_dry_run_reports_only_unshared_bytes_and_deletes_nothing(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does a plan for the old revision count only its own config blob and leave every file in place?"""
+class TestCachedSnapshot:
+    def test_by_ref_by_commit_and_missing(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Does the lookup follow `main`, take a cached commit as it is, and say to download what is missing?"""
+        folder, old, new = two_revisions
+        snapshots = folder / "models--org--model" / "snapshots"
+        assert cache.cached_snapshot("org/model", cache_dir=folder) == snapshots / new
+        assert cache.cached_snapshot("org/model", old, cache_dir=folder) == snapshots / old
+        with pytest.raises(CacheTargetError, match=r"^org/model \(v2\) is not in the cache .*: download it first"):
+            cache.cached_snapshot("org/model", "v2", cache_dir=folder)
+
+
+class TestDryRun:
+    def test_dry_run_is_the_librarys_strategy_and_deletes_nothing(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Is the plan for the old revision the library's own strategy, counting only its config blob?"""
         folder, old, _ = two_revisions
-        before = sorted(p for p in folder.rglob("*"))
-        plan = cache.plan_delete(old, cache_dir=folder)
-        assert plan.expected_freed_size == len(CONFIG_V1) == plan.strategy.expected_freed_size
-        assert [r.commit_hash for r in plan.revisions] == [old]
-        assert sorted(p for p in folder.rglob("*")) == before
-        text = str(plan)
-        assert text.startswith(f"Dry run (asked for {old[:8]}): delete 1 revision(s) of 1 repo(s), freeing {len(CONFIG_V1)} B.")
-        assert text.endswith("Nothing is deleted until .execute().")
+        before = sorted(folder.rglob("*"))
+        strategy = cache.safe_delete_revisions(scan_cache_dir(folder), *revs(folder, old))
+        assert isinstance(strategy, DeleteCacheStrategy)
+        assert strategy == scan_cache_dir(folder).delete_revisions(old)  # nothing outside: nothing changed
+        assert strategy.expected_freed_size == len(CONFIG_V1) and strategy.expected_freed_size_str == "41.0"
+        assert sorted(folder.rglob("*")) == before
 
-    def test_targets_by_prefix_repo_type_path_and_repo_at_hash(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Do the accepted target forms all name the same revisions?"""
+    def test_targets_by_revision_hash_and_folder(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Do a revision, its commit hash and its snapshot folder name the same revision, and a repo folder all?"""
         folder, old, new = two_revisions
         snapshot = folder / "models--org--model" / "snapshots" / old
-        for target in (old[:7], f"org/model@{old[:10]}", snapshot, str(snapshot)):
-            assert [r.commit_hash for r in cache.plan_delete(target, cache_dir=folder).revisions] == [old]
-        for target in ("org/model", "model/org/model", "models--org--model", folder / "models--org--model"):
-            assert {r.commit_hash for r in cache.plan_delete(target, cache_dir=folder).revisions} == {old, new}
+        info = scan_cache_dir(folder)
+        for target in (*revs(folder, old), old, snapshot, str(snapshot)):
+            assert {p.name for p in cache.safe_delete_revisions(info, target).snapshots} == {old}
+        assert cache.safe_delete_revisions(info, folder / "models--org--model").repos == {folder / "models--org--model"}
 
-    def test_unknown_target_is_one_line_error(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does a typo in a repo id say where to look instead of planning nothing?"""
+    def test_unknown_target_and_empty_selection(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Does a typo say where to look, and does a policy that selects nothing plan 0 bytes?"""
         folder, _, _ = two_revisions
-        with pytest.raises(CacheTargetError, match=r"^'org/modle' names no repo or revision in the cache .*hf/hub: see cache\.scan\(\)"):
-            cache.plan_delete("org/modle", cache_dir=folder)
-        with pytest.raises(CacheTargetError, match="needs at least one"):
-            cache.plan_delete(cache_dir=folder)
+        with pytest.raises(CacheTargetError, match=r"^'0000000' names no cached revision in .*hf/hub: see cache\.table"):
+            cache.safe_delete_revisions(scan_cache_dir(folder), "0000000")
+        assert cache.safe_delete_revisions(scan_cache_dir(folder)).expected_freed_size == 0
 
 
-class TestPlanExecute:
+class TestExecute:
     def test_execute_removes_old_revision_keeps_shared_blob(self, two_revisions: tuple[Path, str, str]) -> None:
         """After executing, is the old snapshot and its own blob gone, the shared weights and main intact?"""
         folder, old, new = two_revisions
         repo = folder / "models--org--model"
-        result = cache.plan_delete(old, cache_dir=folder).execute()
-        assert result.freed_bytes == len(CONFIG_V1)
+        cache.safe_delete_revisions(scan_cache_dir(folder), old).execute()
         assert not (repo / "snapshots" / old).exists() and not (repo / "blobs" / git_oid(CONFIG_V1)).exists()
         assert (repo / "snapshots" / new / "model.safetensors").read_bytes() == WEIGHTS
         assert (repo / "refs" / "main").read_text() == new
-        assert result.remaining_bytes == len(CONFIG_V2) + len(WEIGHTS)
+        assert scan_cache_dir(folder).size_on_disk == len(CONFIG_V2) + len(WEIGHTS)
 
     def test_whole_repo_folder_goes_when_every_revision_is_planned(self, two_revisions: tuple[Path, str, str]) -> None:
         """Does planning every revision remove the repo folder itself (the library's rule)?"""
         folder, _, _ = two_revisions
-        plan = cache.plan_delete("org/model", cache_dir=folder)
-        assert [p.name for p in plan.whole_repos] == ["models--org--model"]
-        assert plan.execute().remaining_bytes == 0 and not (folder / "models--org--model").exists()
-
-    def test_second_execute_is_refused(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Is an already executed plan refused rather than re-run on a changed cache?"""
-        folder, old, _ = two_revisions
-        plan = cache.plan_delete(old, cache_dir=folder)
-        plan.execute()
-        with pytest.raises(CacheTargetError, match="no longer in the cache"):
-            plan.execute()
+        strategy = cache.safe_delete_revisions(scan_cache_dir(folder), *revs(folder))
+        assert [p.name for p in strategy.repos] == ["models--org--model"]
+        strategy.execute()
+        assert not (folder / "models--org--model").exists() and scan_cache_dir(folder).size_on_disk == 0
 
     def test_same_hash_in_two_repos_deletes_only_the_named_one(self, hf_cache: Path) -> None:
         """With identical content (so the course hub's same commit hash) in two repos, is only one touched?"""
         files = {"config.json": CONFIG_V1}
         commit = add_revision(hf_cache, "org/a", files)
         assert add_revision(hf_cache, "org/b", files) == commit
-        library = scan_cache_dir(hf_cache).delete_revisions(commit)  # the library takes whichever it meets first
-        assert len(library.repos) == 1
-        with pytest.raises(CacheTargetError, match="matches revisions of 2 repos"):
-            cache.plan_delete(commit, cache_dir=hf_cache)
-        cache.plan_delete(f"org/a@{commit}", cache_dir=hf_cache).execute()
+        info = scan_cache_dir(hf_cache)
+        assert len(info.delete_revisions(commit).repos) == 1  # the library takes whichever it meets first
+        with pytest.raises(CacheTargetError, match="One commit hash is cached in several repos"):
+            cache.safe_delete_revisions(info, commit)
+        org_a = next(rev for repo in info.repos if repo.repo_id == "org/a" for rev in repo.revisions)
+        cache.safe_delete_revisions(info, org_a).execute()
         assert not (hf_cache / "models--org--a").exists()
         assert (hf_cache / "models--org--b" / "snapshots" / commit / "config.json").read_bytes() == CONFIG_V1
 
 
+# The lessons' policies, as the notebooks write them (08: keep the newest N, idle for N days; 03/08: detached).
+POLICIES = {
+    "revision": lambda info, old: [rev for repo in info.repos for rev in repo.revisions if rev.commit_hash == old],
+    "whole repo": lambda info, old: [rev for repo in info.repos for rev in repo.revisions],
+    "detached": lambda info, old: [rev for repo in info.repos for rev in repo.revisions if not rev.refs],
+    "keep newest 1": lambda info, old: [rev for repo in info.repos for rev in sorted(
+        repo.revisions, key=lambda r: r.last_modified, reverse=True)[1:] if not rev.refs],
+    "idle 1 day in 10 days": lambda info, old: [rev for repo in info.repos for rev in repo.revisions
+                                                if time.time() + 10 * DAY - repo.last_accessed > DAY],
+}
+
+
 class TestSafety:
     def test_path_outside_the_cache_is_refused(self, two_revisions: tuple[Path, str, str], secret: Path) -> None:
-        """Is a path outside the cache refused with CacheSafetyError, even via `..`?"""
+        """Is a path outside the cache refused with CacheSafetyError, even via `..`, and the cache itself?"""
         folder, _, _ = two_revisions
         for target in (secret, secret.parent, folder / ".." / ".." / "outside"):
             with pytest.raises(CacheSafetyError, match="is outside the Hugging Face cache"):
-                cache.plan_delete(target, cache_dir=folder)
+                cache.safe_delete_revisions(scan_cache_dir(folder), target)
         with pytest.raises(CacheSafetyError, match="Refusing to delete the whole cache folder"):
-            cache.plan_delete(folder, cache_dir=folder)
+            cache.safe_delete_revisions(scan_cache_dir(folder), folder)
         assert secret.read_bytes() == SECRET
 
-    def test_symlinked_repo_folder_pointing_out_is_refused(self, two_revisions: tuple[Path, str, str], secret: Path) -> None:
+    def test_symlinked_folder_pointing_out_is_refused(self, two_revisions: tuple[Path, str, str], secret: Path) -> None:
         """Is a path through a cache entry that links to a folder outside refused (it resolves outside)?"""
         folder, _, _ = two_revisions
         (folder / "evil").symlink_to(secret.parent, target_is_directory=True)
         with pytest.raises(CacheSafetyError, match="evil/secret.txt is outside the Hugging Face cache"):
-            cache.plan_delete(folder / "evil" / "secret.txt", cache_dir=folder)
-        with pytest.raises(CacheTargetError, match="not a cached repo folder"):
-            cache.plan_delete(folder / "evil", cache_dir=folder)  # the link itself is inside, but names no repo
+            cache.safe_delete_revisions(scan_cache_dir(folder), folder / "evil" / "secret.txt")
+        with pytest.raises(CacheTargetError, match="names no cached revision"):
+            cache.safe_delete_revisions(scan_cache_dir(folder), folder / "evil")  # the link is inside, names nothing
         assert secret.read_bytes() == SECRET
 
     def test_library_strategy_alone_deletes_the_outside_file(self, two_revisions: tuple[Path, str, str],
@@ -233,25 +233,25 @@ class TestSafety:
         scan_cache_dir(folder).delete_revisions(old).execute()
         assert not secret.exists()
 
-    @pytest.mark.parametrize("how", ["revision", "whole repo", "detached policy", "idle policy"])
+    @pytest.mark.parametrize("policy", list(POLICIES))
     def test_snapshot_link_to_outside_file_survives(self, two_revisions: tuple[Path, str, str], secret: Path,
-                                                    how: str) -> None:
+                                                    policy: str) -> None:
         """A snapshot symlink pointing at a file outside the cache: is that file intact after any clean-up?"""
         folder, old, _ = two_revisions
         (folder / "models--org--model" / "snapshots" / old / "notes.txt").symlink_to(secret)
-        library = scan_cache_dir(folder).delete_revisions(old)
-        assert secret in library.blobs  # the library's own strategy would os.remove() it
-        plans = {"revision": lambda: cache.plan_delete(old, cache_dir=folder),
-                 "whole repo": lambda: cache.plan_delete("org/model", cache_dir=folder),
-                 "detached policy": lambda: cache.plan_detached(cache_dir=folder),
-                 "idle policy": lambda: cache.plan_not_accessed(1, now=time.time() + 10 * DAY, cache_dir=folder)}
-        plan = plans[how]()
-        assert plan.kept_outside == (secret,)
-        assert secret not in plan.strategy.blobs
-        assert "kept (symlink target outside the cache)" in str(plan)
-        result = plan.execute()
+        os.utime(secret, (time.time() - 3 * DAY,) * 2)  # as old as the old revision (its mtime counts in last_modified)
+        info = scan_cache_dir(folder)
+        assert secret in info.delete_revisions(old).blobs  # the library's own strategy would os.remove() it
+        chosen = POLICIES[policy](info, old)
+        assert old in {rev.commit_hash for rev in chosen}
+        strategy = cache.safe_delete_revisions(info, *chosen)
+        assert secret not in strategy.blobs
+        inside = {f.blob_path: f.size_on_disk for repo in info.repos for rev in repo.revisions for f in rev.files
+                  if f.blob_path != secret}
+        strategy.execute()
         assert secret.read_bytes() == SECRET
-        assert result.freed_bytes == plan.expected_freed_size  # the estimate left the secret's bytes out
+        after = {f.blob_path for repo in scan_cache_dir(folder).repos for rev in repo.revisions for f in rev.files}
+        assert strategy.expected_freed_size == sum(size for path, size in inside.items() if path not in after)
         assert not (folder / "models--org--model" / "snapshots" / old).exists()
 
     def test_blob_link_and_folder_link_to_outside_survive(self, hf_cache: Path, secret: Path) -> None:
@@ -261,63 +261,22 @@ class TestSafety:
         (repo / "blobs" / ("f" * 40)).symlink_to(secret)
         (repo / "snapshots" / commit / "linked.txt").symlink_to(Path("../../blobs") / ("f" * 40))
         (repo / "snapshots" / commit / "folder").symlink_to(secret.parent, target_is_directory=True)
-        plan = cache.plan_delete("org/m", cache_dir=hf_cache)
-        assert secret in plan.kept_outside
-        plan.execute()
+        strategy = cache.safe_delete_revisions(scan_cache_dir(hf_cache), commit)
+        assert strategy.expected_freed_size == len(CONFIG_V1)  # neither link frees the bytes it points at
+        strategy.execute()
         assert secret.read_bytes() == SECRET and sorted(p.name for p in secret.parent.iterdir()) == ["secret.txt"]
         assert not repo.exists()
 
-
-class TestPolicies:
-    def test_keep_latest_keeps_newest_and_refs(self, hf_cache: Path) -> None:
-        """With three revisions, does keep-latest-1 pick the two older ones, sparing a ref'd one unless told?"""
-        oldest = add_revision(hf_cache, "org/m", {"config.json": b"1"}, ref="v1")
-        age(hf_cache, "org/m", 5)
-        middle = add_revision(hf_cache, "org/m", {"config.json": b"2"}, ref=None)
-        age(hf_cache, "org/m", 2)  # ages every blob: the newest below is written after this
-        newest = add_revision(hf_cache, "org/m", {"config.json": b"3"})
-        assert {r.commit_hash for r in cache.plan_keep_latest(1, cache_dir=hf_cache).revisions} == {middle}
-        assert {r.commit_hash for r in cache.plan_keep_latest(1, keep_refs=False, cache_dir=hf_cache).revisions} == {oldest, middle}
-        assert cache.plan_keep_latest(3, cache_dir=hf_cache).revisions == ()
-        assert newest not in {r.commit_hash for r in cache.plan_keep_latest(1, keep_refs=False, cache_dir=hf_cache).revisions}
-
-    def test_keep_latest_rejects_zero_and_unknown_repo(self, hf_cache: Path) -> None:
-        """Are n=0 and a repo that is not cached one-line errors?"""
-        with pytest.raises(CacheTargetError, match=r"^n=0: keep at least 1 revision per repo; to drop whole repos use plan_delete"):
-            cache.plan_keep_latest(0, cache_dir=hf_cache)
-        with pytest.raises(CacheTargetError, match="org/x is not in the cache"):
-            cache.plan_keep_latest(1, repo_id="org/x", cache_dir=hf_cache)
-
-    def test_not_accessed_selects_idle_repo_whole(self, hf_cache: Path) -> None:
-        """Does a 30-day idle policy take the repo untouched for 40 days (whole folder) and spare the fresh one?"""
-        add_revision(hf_cache, "org/idle", {"model.safetensors": WEIGHTS})
-        age(hf_cache, "org/idle", 40)
-        add_revision(hf_cache, "org/fresh", {"config.json": CONFIG_V1})
-        plan = cache.plan_not_accessed(30, cache_dir=hf_cache)
-        assert plan.repo_ids == ("org/idle",) and plan.expected_freed_size == len(WEIGHTS)
-        assert str(plan).startswith("Dry run (not accessed for 30 day(s)): delete 1 revision(s)")
-        plan.execute()
-        assert [r.repo_id for r in cache.scan(hf_cache).repos] == ["org/fresh"]
-        with pytest.raises(CacheTargetError, match=r"^days=0: pass a positive number of days"):
-            cache.plan_not_accessed(0, cache_dir=hf_cache)
-
     def test_detached_policy_matches_hf_cache_prune(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does the detached policy pick exactly what `hf cache prune --dry-run` would, with the same bytes?"""
+        """Does the lessons' detached comprehension plan what `hf cache prune --dry-run` would, with the same bytes?"""
         folder, old, _ = two_revisions
-        plan = cache.plan_detached(cache_dir=folder)
-        assert [r.commit_hash for r in plan.revisions] == [old]
+        info = scan_cache_dir(folder)
+        strategy = cache.safe_delete_revisions(info, *POLICIES["detached"](info, old))
         done = subprocess.run([HF_CLI, "cache", "prune", "--dry-run", "--cache-dir", str(folder), "--format", "json"],
                               capture_output=True, text=True, env=dict(os.environ, HF_HUB_DISABLE_UPDATE_CHECK="1"))
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["revisions"] == 1 and json.loads(done.stdout)["size"] == f"{len(CONFIG_V1)}.0"
-        assert plan.expected_freed_size == len(CONFIG_V1) and (folder / "models--org--model" / "snapshots" / old).exists()
-
-    def test_empty_plan_executes_to_nothing(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does a policy that selects nothing say so and free 0 bytes?"""
-        folder, _, _ = two_revisions
-        plan = cache.plan_not_accessed(365, cache_dir=folder)
-        assert str(plan) == "Dry run (not accessed for 365 day(s)): nothing to delete."
-        assert plan.execute().freed_bytes == 0
+        assert json.loads(done.stdout)["revisions"] == 1 and [p.name for p in strategy.snapshots] == [old]
+        assert json.loads(done.stdout)["size"] == f"{strategy.expected_freed_size}.0" == f"{len(CONFIG_V1)}.0"
 
 
 @pytest.fixture()
@@ -364,40 +323,39 @@ class TestFreeSpace:
 
 
 class TestVerify:
-    def test_offline_blob_names_match_then_catch_corruption(self, downloaded: Path) -> None:
+    def test_blob_names_match_then_catch_corruption(self, downloaded: Path) -> None:
         """Do a real download's blobs hash to their etag names, and is one flipped byte caught?"""
-        report = cache.verify(TINY, cache_dir=downloaded, offline=True)
-        assert report.ok and report.checked == 3 and report.source == "blob names, offline"
-        weights = (report.path / "model.safetensors").resolve()
+        report = cache.verify(TINY, cache_dir=downloaded)
+        assert not report.mismatches and report.checked_count == 3 and report.extra_paths == []
+        weights = (report.verified_path / "model.safetensors").resolve()
         assert len(weights.name) == 64  # LFS: named by sha256
         data = bytearray(weights.read_bytes())
         data[-1] ^= 0xFF
         weights.write_bytes(bytes(data))
-        bad = cache.verify(TINY, cache_dir=downloaded, offline=True)
-        assert [(m.path, m.algorithm, m.expected) for m in bad.mismatches] == [("model.safetensors", "sha256", weights.name)]
-        assert "MISMATCH model.safetensors" in str(bad)
+        bad = cache.verify(TINY, cache_dir=downloaded)
+        assert [(m["path"], m["algorithm"], m["expected"]) for m in bad.mismatches] == [
+            ("model.safetensors", "sha256", weights.name)]
 
-    def test_online_uses_the_library_and_agrees(self, downloaded: Path, tiny_hub) -> None:  # noqa: F811
-        """Does the hub-backed check (verify_repo_checksums) pass, then flag a corrupted small file by git-sha1?"""
+    def test_offline_agrees_with_the_librarys_online_check(self, downloaded: Path, tiny_hub) -> None:  # noqa: F811
+        """After corrupting a small file, do the offline check and `verify_repo_checksums` flag the same file?"""
         api = HfApi(endpoint=tiny_hub.url)
-        assert cache.verify(TINY, cache_dir=downloaded, api=api, offline=False).ok
-        config = (downloaded / "models--org--tiny" / "snapshots")
-        target = next(config.glob("*/config.json")).resolve()
+        target = next((downloaded / "models--org--tiny" / "snapshots").glob("*/config.json")).resolve()
         target.write_bytes(target.read_bytes() + b" ")
-        report = cache.verify(TINY, cache_dir=downloaded, api=api, offline=False)
-        assert [(m.path, m.algorithm) for m in report.mismatches] == [("config.json", "git-sha1")]
-        assert report.source == "hub: verify_repo_checksums"
+        online = api.verify_repo_checksums(TINY, cache_dir=downloaded)
+        offline = cache.verify(TINY, cache_dir=downloaded)
+        assert offline.mismatches == online.mismatches and offline.checked_count == online.checked_count
+        assert [(m["path"], m["algorithm"]) for m in offline.mismatches] == [("config.json", "git-sha1")]
 
     def test_not_cached_is_one_line_error(self, hf_cache: Path) -> None:
         """Is verifying a repo that is not cached a CacheTargetError that says to download first?"""
         with pytest.raises(CacheTargetError, match=r"^org/x \(main\) is not in the cache .*: download it first"):
-            cache.verify("org/x", cache_dir=hf_cache, offline=True)
+            cache.verify("org/x", cache_dir=hf_cache)
 
-    def test_offline_does_not_read_outside_the_cache(self, hf_cache: Path, secret: Path) -> None:
+    def test_does_not_read_outside_the_cache(self, hf_cache: Path, secret: Path) -> None:
         """Is a blob symlinked out of the cache reported, not read?"""
         commit = add_revision(hf_cache, "org/m", {"config.json": CONFIG_V1})
         (hf_cache / "models--org--m" / "blobs" / ("a" * 40)).symlink_to(secret)
         (hf_cache / "models--org--m" / "snapshots" / commit / "x.txt").symlink_to(Path("../../blobs") / ("a" * 40))
-        report = cache.verify("org/m", cache_dir=hf_cache, offline=True)
-        assert [m.path for m in report.mismatches] == ["x.txt"]
-        assert "points outside the cache" in report.mismatches[0].actual
+        report = cache.verify("org/m", cache_dir=hf_cache)
+        assert [m["path"] for m in report.mismatches] == ["x.txt"]
+        assert "points outside the cache" in report.mismatches[0]["actual"]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from huggingface_hub import DeleteCacheStrategy, scan_cache_dir
+
 from test_cache import CONFIG_V1, CONFIG_V2, WEIGHTS, add_revision, age
 from vllm_course import cache, plots
 from vllm_course.errors import CacheTargetError, PlotInputError
@@ -28,25 +30,27 @@ class TestTextBrowser:
         """Does the text view list every revision with its size, and tick the selected one?"""
         folder, old, new = cached
         browser = CacheBrowser(folder, use_widgets=False)
-        assert browser.widget is None and browser._repr_mimebundle_() == {"text/plain": browser.text()}
+        assert browser._ui is None and browser._repr_mimebundle_() == {"text/plain": browser.text()}
         lines = browser.select(old[:8]).text().splitlines()
         assert lines[0] == f"Cache browser: 2 revision(s) of 1 repo(s), 10.1 kB on disk in {folder.resolve()}"
         assert lines[1].split() == ["[", "]", "org/model", new[:8], "main", "10.1", "kB"]
         assert lines[2].split() == ["[x]", "org/model", old[:8], "-", "10.0", "kB"]
         assert lines[3].startswith("1 selected: browser.plan()")
 
-    def test_plan_then_confirm_deletes_through_the_cache_module(self, cached: tuple[Path, str, str]) -> None:
-        """Does plan() show the dry run and bytes, and only confirm() delete?"""
+    def test_plan_then_confirm_deletes_through_the_cache_package(self, cached: tuple[Path, str, str]) -> None:
+        """Does plan() show the library's dry run and bytes, and only confirm() delete?"""
         folder, old, new = cached
         browser = CacheBrowser(folder, use_widgets=False)
         plan = browser.select(f"org/model@{old}").plan()
-        assert isinstance(plan, cache.DeletePlan) and plan.expected_freed_size == len(CONFIG_V1)
+        assert isinstance(plan, DeleteCacheStrategy) and plan.expected_freed_size == len(CONFIG_V1)
         assert f'button "Delete, free {len(CONFIG_V1)} B"' in browser.text()
         assert (folder / "models--org--model" / "snapshots" / old).is_dir()
-        result = browser.confirm()
-        assert result.freed_bytes == len(CONFIG_V1)
-        assert [r.commit_hash for r in browser.scan_result.revisions] == [new]
-        assert browser.text().endswith(str(result)) and browser.pending is None
+        assert browser.confirm() == len(CONFIG_V1)  # measured by scanning again
+        assert [rev.commit_hash for _, rev in cache.revisions(browser.info)] == [new]
+        assert browser.text().endswith(f"Deleted 1 revision(s): freed {len(CONFIG_V1)} B (planned {len(CONFIG_V1)} B); "
+                                       "10.1 kB left in the cache.") and browser.pending is None
+        with pytest.raises(CacheTargetError, match=r"^'org/model@0000000' names no repo or revision in the cache"):
+            browser.select("org/model@0000000")
 
     def test_cancel_and_misuse(self, cached: tuple[Path, str, str]) -> None:
         """Does cancel() delete nothing, and are plan/confirm without a selection one-line errors?"""
@@ -58,7 +62,7 @@ class TestTextBrowser:
             browser.confirm()
         browser.select(old).plan()
         assert browser.cancel().text().endswith("Cancelled: nothing was deleted.")
-        assert len(cache.scan(folder).revisions) == 2
+        assert sum(len(repo.revisions) for repo in scan_cache_dir(folder).repos) == 2
 
 
 class TestWidgetBrowser:
@@ -73,9 +77,9 @@ class TestWidgetBrowser:
         ui["delete"].click()
         assert ui["confirm_box"].layout.display == "flex"
         assert ui["confirm"].description == f"Delete, free {len(CONFIG_V1)} B"
-        assert "Dry run (selected in the cache browser)" in ui["plan"].value
+        assert "Dry run: delete 1 revision(s), freeing 41 B" in ui["plan"].value
         ui["confirm"].click()
-        assert [r.commit_hash for r in cache.scan(folder).revisions] == [new]
+        assert [rev.commit_hash for _, rev in cache.revisions(scan_cache_dir(folder))] == [new]
         assert ui["list"].options == ((f"org/model  {new[:8]}  [main]  10.1 kB", f"org/model@{new}"),)
         assert ui["status"].value.startswith("Deleted 1 revision(s)")
 
@@ -85,14 +89,14 @@ class TestWidgetBrowser:
         browser = CacheBrowser(folder, use_widgets=True)
         bundle = browser._repr_mimebundle_()
         assert bundle["text/plain"] == browser.text()
-        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser.widget.model_id
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser._ui["box"].model_id
 
     def test_error_in_a_button_shows_in_status(self, cached: tuple[Path, str, str]) -> None:
         """Does a click that cannot work (the revision vanished) show a one-line error, not a traceback?"""
         folder, old, _ = cached
         browser = CacheBrowser(folder, use_widgets=True)
         browser.select(old).plan()
-        cache.plan_delete(old, cache_dir=folder).execute()  # someone else deleted it meanwhile
+        cache.safe_delete_revisions(scan_cache_dir(folder), old).execute()  # someone else deleted it meanwhile
         browser._ui["confirm"].click()
         assert browser._ui["status"].value.startswith("error: This plan&#x27;s revisions are no longer in the cache")
 
@@ -118,12 +122,11 @@ class TestPlots:
         """Does the cache chart draw one bar per repo, biggest first, labelled with sizes; and refuse an empty cache?"""
         folder, _, _ = cached
         add_revision(folder, "org/small", {"config.json": CONFIG_V1})
-        fig = plots.cache_size_chart(cache.scan(folder))
+        fig = plots.cache_size_chart(scan_cache_dir(folder))
         ax = fig.axes[0]
         assert [t.get_text() for t in ax.get_yticklabels()] == ["org/model", "org/small"]
-        assert [t.get_text() for t in ax.texts] == ["10.1 kB", "41 B"]
-        assert len(plots.cache_size_chart(cache.scan(folder), by="revision").axes[0].patches) == 3
+        assert [t.get_text() for t in ax.texts] == ["10.1 kB", "41 B"] and ax.get_title() == "Hugging Face cache: 10.1 kB on disk"
         empty = tmp_path / "empty"
         empty.mkdir()
         with pytest.raises(PlotInputError, match="holds no repos yet"):
-            plots.cache_size_chart(cache.scan(empty))
+            plots.cache_size_chart(scan_cache_dir(empty))

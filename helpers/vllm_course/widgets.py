@@ -1,18 +1,7 @@
-"""A cache browser for live demos: list cached revisions, select, plan a deletion, confirm it.
+"""A cache browser for live demos: list cached revisions, select, read the dry run, confirm the deletion.
 
-With ipywidgets it is a small form (a multi-select list, "Delete selected..." which shows the dry
-run, then "Delete, free N" / "Cancel"); every button calls `vllm_course.cache` (`plan_for`, then
-`DeletePlan.execute`). Its plain-text form is what nbval compares and what shows where widgets
-cannot render. The methods `select()`, `plan()`, `confirm()`, `cancel()` do what the buttons do, so
-a notebook (or a test) can drive it without clicking.
-
-Example:
-    >>> from vllm_course.widgets import CacheBrowser                    # doctest: +SKIP
-    >>> browser = CacheBrowser()
-    >>> browser                                 # the widget in JupyterLab, text elsewhere
-    >>> browser.select("course/tiny@ea101223").plan()
-    >>> browser.confirm().freed_bytes
-    216
+With ipywidgets it is a form; where widgets cannot render (and in nbval) it is its text. The methods
+`select()`, `plan()`, `confirm()`, `cancel()` do what the buttons do, so a cell can drive it too.
 """
 
 from __future__ import annotations
@@ -20,125 +9,97 @@ from __future__ import annotations
 import html
 import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import cache
-from .cache_scan import CacheScan, RevisionRow
+from .cache import format_bytes, revisions, safe_delete_revisions, text_table
 from .errors import CacheTargetError
 
-
-def widgets_available() -> bool:
-    """True when ipywidgets can be imported."""
-    return importlib.util.find_spec("ipywidgets") is not None
+if TYPE_CHECKING:
+    from huggingface_hub import CachedRevisionInfo, DeleteCacheStrategy, HFCacheInfo
 
 
 class CacheBrowser:
-    """Browse the Hugging Face cache and delete revisions with a confirmation step.
+    """Browse a Hugging Face cache (default: `HF_HUB_CACHE`) and delete revisions after a dry run.
 
-    Args:
-        cache_dir: cache folder (default: this process's `HF_HUB_CACHE`).
-        use_widgets: build the ipywidgets form (default: when ipywidgets is installed); False gives
-            the text-only browser.
-
-    Raises:
-        CacheTargetError: `use_widgets=True` without ipywidgets, or a `cache_dir` that is not a folder.
+    `use_widgets` builds the ipywidgets form (default: when installed; True without it: CacheTargetError).
     """
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None, *, use_widgets: bool | None = None) -> None:
-        if use_widgets and not widgets_available():
+        available = importlib.util.find_spec("ipywidgets") is not None
+        if use_widgets and not available:
             raise CacheTargetError("use_widgets=True but ipywidgets is not installed: `pip install ipywidgets`, "
                                    "or use the text browser (use_widgets=False).")
-        self.cache_dir = cache_dir
-        self.scan_result: CacheScan = cache.scan(cache_dir)
-        self.selected: tuple[RevisionRow, ...] = ()
-        self.pending: cache.DeletePlan | None = None
-        self.status = ""
-        self._syncing = False
-        self._ui: dict[str, Any] | None = None
-        if use_widgets is None:
-            use_widgets = widgets_available()
-        if use_widgets:
+        self.cache_dir, self.status, self._syncing, self._ui = cache_dir, "", False, None
+        self.selected: tuple[CachedRevisionInfo, ...] = ()
+        self.pending: DeleteCacheStrategy | None = None
+        self.refresh()
+        if available if use_widgets is None else use_widgets:
             self._ui = self._build()
             self._sync()
 
-    # -- what the buttons do -------------------------------------------------------------------
-
     def refresh(self) -> CacheBrowser:
-        """Re-scan the cache (the "Refresh" button); drops a selection whose revisions are gone."""
-        self.scan_result = cache.scan(self.cache_dir)
-        self.selected = tuple(r for r in self.scan_result.revisions if r.target in {s.target for s in self.selected})
-        self._sync()
-        return self
+        """Re-scan the cache (the "Refresh" button); keeps the selected revisions that are still there."""
+        from huggingface_hub import scan_cache_dir
 
-    def select(self, *targets: str | os.PathLike[str] | RevisionRow) -> CacheBrowser:
-        """Select revisions (ticking them in the list): `repo@hash`, hash prefixes, repo ids or rows.
+        self.info: HFCacheInfo = scan_cache_dir(self.cache_dir)
+        chosen = {rev.snapshot_path for rev in self.selected}
+        self.selected = tuple(rev for _, rev in revisions(self.info) if rev.snapshot_path in chosen)
+        return self._sync()
 
-        Raises:
-            CacheTargetError: a target that names nothing in the cache.
-        """
-        self.selected = cache.find_revisions(self.scan_result, *targets)
-        self.pending = None
-        self._sync()
-        return self
+    def select(self, *targets: str) -> CacheBrowser:
+        """Select (tick) revisions: repo ids, `repo@hash`, or commit hashes of 7+ characters."""
+        pairs = revisions(self.info)
+        named = {t: [rev for repo, rev in pairs if _names(t, repo.repo_id, rev.commit_hash)] for t in targets}
+        if unknown := [t for t, revs in named.items() if not revs]:
+            raise CacheTargetError(f"{unknown[0]!r} names no repo or revision in the cache {self.info.cache_dir}: "
+                                   "see cache.table(scan_cache_dir()) for what is there.")
+        self.selected, self.pending = tuple(rev for _, rev in pairs if any(rev in r for r in named.values())), None
+        return self._sync()
 
-    def plan(self) -> cache.DeletePlan:
-        """Plan deleting the selection (the "Delete selected..." button): the dry run to confirm.
-
-        Raises:
-            CacheTargetError: nothing is selected.
-        """
+    def plan(self) -> DeleteCacheStrategy:
+        """Plan deleting the selection (the "Delete selected..." button): `safe_delete_revisions`, a dry run."""
         if not self.selected:
             raise CacheTargetError("Nothing is selected: select revisions first (browser.select('repo@hash')).")
-        self.pending = cache.plan_for(self.selected, reason="selected in the cache browser",
-                                      scan_result=self.scan_result)
-        self.status = ""
+        self.pending, self.status = safe_delete_revisions(self.info, *self.selected), ""
         self._sync()
         return self.pending
 
-    def confirm(self) -> cache.DeleteResult:
-        """Execute the pending plan (the "Delete, free N" button) and re-scan.
-
-        Raises:
-            CacheTargetError: no plan is pending (call `plan()` first).
-        """
+    def confirm(self) -> int:
+        """Execute the pending plan (the "Delete, free N" button), re-scan, and return the bytes freed."""
         if self.pending is None:
             raise CacheTargetError("No deletion is pending: select revisions and call plan() first, then confirm().")
-        result = self.pending.execute()
-        self.pending, self.selected, self.status = None, (), str(result)
-        self.refresh()
-        return result
+        if not any(rev.snapshot_path.exists() for rev in self.selected):
+            raise CacheTargetError("This plan's revisions are no longer in the cache (deleted meanwhile?): "
+                                   "refresh() and select again.")
+        before, planned, count = self.refresh().info.size_on_disk, self.pending.expected_freed_size, len(self.selected)
+        self.pending.execute()
+        self.pending, self.selected = None, ()
+        freed = before - self.refresh().info.size_on_disk
+        self.status = (f"Deleted {count} revision(s): freed {format_bytes(freed)} (planned {format_bytes(planned)}); "
+                       f"{format_bytes(self.info.size_on_disk)} left in the cache.")
+        self._sync()
+        return freed
 
     def cancel(self) -> CacheBrowser:
         """Drop the pending plan (the "Cancel" button); nothing is deleted."""
         self.pending, self.status = None, "Cancelled: nothing was deleted."
-        self._sync()
-        return self
-
-    # -- views ---------------------------------------------------------------------------------
+        return self._sync()
 
     def text(self) -> str:
         """The browser as plain text: what nbval compares and what shows without widgets."""
-        found = self.scan_result
-        chosen = {r.target for r in self.selected}
-        rows = [[("[x]" if r.target in chosen else "[ ]"), r.repo_id, r.short_hash, r.refs_str, r.size_str]
-                for r in found.revisions]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)] if rows else []
-        lines = [f"Cache browser: {len(found.revisions)} revision(s) of {len(found.repos)} repo(s), "
-                 f"{found.size_str} on disk in {found.cache_dir}"]
-        lines += ["  " + "  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                  for row in rows]
+        chosen = {rev.snapshot_path for rev in self.selected}
+        rows = [["[x]" if rev.snapshot_path in chosen else "[ ]", repo.repo_id, rev.commit_hash[:8],
+                 ",".join(sorted(rev.refs)) or "-", format_bytes(rev.size_on_disk)]
+                for repo, rev in revisions(self.info)]
+        lines = [f"Cache browser: {len(rows)} revision(s) of {len(self.info.repos)} repo(s), "
+                 f"{format_bytes(self.info.size_on_disk)} on disk in {self.info.cache_dir}"]
+        lines += ["  " + line for line in text_table(rows, right=(4,)).splitlines()]
         if self.pending is not None:
-            lines += ["", str(self.pending),
-                      f'Confirm: browser.confirm() (button "Delete, free {self.pending.expected_freed_str}"), '
-                      "or browser.cancel()."]
+            lines += ["", self._dry_run()]
         elif self.selected:
-            lines.append(f'{len(self.selected)} selected: browser.plan() (button "Delete selected...") shows the dry run.')
-        if self.status:
-            lines.append(self.status)
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.text()
+            lines.append(f'{len(self.selected)} selected: browser.plan() (button "Delete selected...") '
+                         "shows the dry run.")
+        return "\n".join([*lines, self.status] if self.status else lines)
 
     def __repr__(self) -> str:
         return self.text()
@@ -147,38 +108,31 @@ class CacheBrowser:
         if self._ui is None:
             return {"text/plain": self.text()}
         bundle = self._ui["box"]._repr_mimebundle_(include=include, exclude=exclude)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/plain"] = self.text()
-        return data
+        return (bundle[0] if isinstance(bundle, tuple) else bundle) | {"text/plain": self.text()}
 
-    @property
-    def widget(self) -> Any:
-        """The ipywidgets box (None in the text-only browser)."""
-        return self._ui["box"] if self._ui else None
-
-    # -- ipywidgets plumbing -------------------------------------------------------------------
+    def _dry_run(self) -> str:
+        freed = format_bytes(self.pending.expected_freed_size)
+        lines = [f"Dry run: delete {len(self.selected)} revision(s), freeing {freed} (huggingface_hub's "
+                 "DeleteCacheStrategy, minus any path outside the cache)."]
+        if self.pending.repos:
+            lines.append(f"  whole repo folders removed: {', '.join(sorted(p.name for p in self.pending.repos))}")
+        return "\n".join([*lines, f'Confirm: browser.confirm() (button "Delete, free {freed}"), or browser.cancel().'])
 
     def _build(self) -> dict[str, Any]:
         import ipywidgets as w
 
-        ui: dict[str, Any] = {
-            "header": w.HTML(),
-            "list": w.SelectMultiple(options=[], rows=6, layout=w.Layout(width="100%")),
-            "refresh": w.Button(description="Refresh", icon="refresh"),
-            "delete": w.Button(description="Delete selected...", button_style="warning", icon="trash"),
-            "plan": w.HTML(),
-            "confirm": w.Button(description="Delete", button_style="danger"),
-            "cancel": w.Button(description="Cancel"),
-            "status": w.HTML(),
-        }
+        ui = {"header": w.HTML(), "list": w.SelectMultiple(options=[], rows=6, layout=w.Layout(width="100%")),
+              "refresh": w.Button(description="Refresh", icon="refresh"),
+              "delete": w.Button(description="Delete selected...", button_style="warning", icon="trash"),
+              "plan": w.HTML(), "confirm": w.Button(description="Delete", button_style="danger"),
+              "cancel": w.Button(description="Cancel"), "status": w.HTML()}
         ui["confirm_box"] = w.VBox([ui["plan"], w.HBox([ui["confirm"], ui["cancel"]])])
         ui["box"] = w.VBox([ui["header"], ui["list"], w.HBox([ui["delete"], ui["refresh"]]), ui["confirm_box"],
                             ui["status"]])
-        ui["list"].observe(self._on_select, names="value")
-        ui["refresh"].on_click(lambda _: self._guard(self.refresh))
-        ui["delete"].on_click(lambda _: self._guard(self.plan))
-        ui["confirm"].on_click(lambda _: self._guard(self.confirm))
-        ui["cancel"].on_click(lambda _: self._guard(self.cancel))
+        ui["list"].observe(lambda change: self._syncing or self._guard(lambda: self.select(*change["new"])), "value")
+        for name, action in (("refresh", self.refresh), ("delete", self.plan), ("confirm", self.confirm),
+                             ("cancel", self.cancel)):
+            ui[name].on_click(lambda _, action=action: self._guard(action))
         return ui
 
     def _guard(self, action: Any) -> None:
@@ -189,31 +143,34 @@ class CacheBrowser:
             self.status = f"error: {exc}"
             self._sync()
 
-    def _on_select(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        wanted = set(change["new"])
-        self.selected = tuple(r for r in self.scan_result.revisions if r.target in wanted)
-        self.pending = None
-        self._sync()
-
-    def _sync(self) -> None:
-        """Make the widgets show the browser's state."""
+    def _sync(self) -> CacheBrowser:
+        """Make the widgets show the browser's state (ticked rows, the pending dry run, the status)."""
         if self._ui is None:
-            return
-        ui, found = self._ui, self.scan_result
+            return self
+        ui, info, pending = self._ui, self.info, self.pending is not None
         self._syncing = True
         try:
-            ui["header"].value = (f"<b>Hugging Face cache</b> <code>{html.escape(str(found.cache_dir))}</code>: "
-                                  f"{len(found.repos)} repo(s), {len(found.revisions)} revision(s), {found.size_str}")
-            ui["list"].options = [(f"{r.repo_id}  {r.short_hash}  [{r.refs_str}]  {r.size_str}", r.target)
-                                  for r in found.revisions]
-            ui["list"].value = tuple(r.target for r in self.selected)
+            ui["header"].value = (f"<b>Hugging Face cache</b> <code>{html.escape(str(info.cache_dir))}</code>: "
+                                  f"{len(info.repos)} repo(s), {format_bytes(info.size_on_disk)}")
+            ui["list"].options = [(f"{repo.repo_id}  {rev.commit_hash[:8]}  [{','.join(sorted(rev.refs)) or '-'}]  "
+                                   f"{format_bytes(rev.size_on_disk)}", f"{repo.repo_id}@{rev.commit_hash}")
+                                  for repo, rev in revisions(info)]
+            ui["list"].value = tuple(f"{repo.repo_id}@{rev.commit_hash}" for repo, rev in revisions(info)
+                                     if rev.snapshot_path in {s.snapshot_path for s in self.selected})
             ui["delete"].disabled = not self.selected
-            pending = self.pending is not None
             ui["confirm_box"].layout.display = "flex" if pending else "none"
-            ui["plan"].value = f"<pre>{html.escape(str(self.pending))}</pre>" if pending else ""
-            ui["confirm"].description = f"Delete, free {self.pending.expected_freed_str}" if pending else "Delete"
+            ui["plan"].value = f"<pre>{html.escape(self._dry_run())}</pre>" if pending else ""
+            ui["confirm"].description = (f"Delete, free {format_bytes(self.pending.expected_freed_size)}"
+                                         if pending else "Delete")
             ui["status"].value = html.escape(self.status)
         finally:
             self._syncing = False
+        return self
+
+
+def _names(target: str, repo_id: str, commit: str) -> bool:
+    """True when `target` (a repo id, `repo@hash`, or a hash of 7+ characters) names this revision."""
+    repo, _, rev = target.partition("@")
+    if rev:
+        return repo == repo_id and len(rev) >= 7 and commit.startswith(rev)
+    return target == repo_id or (len(target) >= 7 and commit.startswith(target))
