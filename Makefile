@@ -70,7 +70,7 @@ class: $(CLASS_STAMP) $(CHP)
 NBVAL_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/lessons
 
 test: models class
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs --durations=15 tests
 	$(PY) tests/nbval_sanitizers.py > $(VENV)/nbval_sanitize.cfg  # tests/nbval_sanitize.cfg + this course home
 	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
 
