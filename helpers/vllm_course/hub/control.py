@@ -1,16 +1,8 @@
 """Start, find and stop course hubs from Python (notebooks, tests) and from the CLI.
 
-A hub always runs in its own process (never a thread of the caller): a Jupyter kernel restart
-then cannot leave a half-dead server behind, and vLLM's own threads never share its event loop.
-Each hub started on a fixed port records itself in `<course home>/hub/<port>.json` (pid, port,
-root, upstream, log file), so `start()` from another process or kernel finds and reuses it.
-
-Example:
-    >>> from vllm_course import hub                                   # doctest: +SKIP
-    >>> with hub.start() as h, h.activate():                          # doctest: +SKIP
-    ...     snapshot_download("course/SmolLM2-135M-Instruct")
-    >>> h.stats().full_downloads                                      # doctest: +SKIP
-    6
+A hub always runs in its own process: a kernel restart cannot leave a half-dead server behind, and
+vLLM's threads never share its event loop. A hub on a fixed port records itself in
+`<course home>/hub/<port>.json` (pid, root, upstream, log), so `start()` in another process finds it.
 """
 
 from __future__ import annotations
@@ -18,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from .. import config
 from ..errors import HubError, HubUnreachableError
@@ -34,7 +29,7 @@ from .log import HubStats
 from .repos import RepoStore
 from .server import SERVICE
 
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # hubs this process started, reaped when stopped
 _SERVE = ["-m", "vllm_course", "hub", "serve"]  # how a hub process is started (and recognised)
 
 
@@ -47,8 +42,7 @@ def state_dir() -> Path:
 class HubHandle:
     """A running course hub: its URL, what it serves, and how to query or stop it.
 
-    `owned` is True when this handle started the hub; leaving a `with` block stops only owned hubs
-    (a hub reused from an earlier `start()` keeps running). `stop()` always stops it.
+    Leaving a `with` block stops the hub only if `owned` (this handle started it); `stop()` always does.
     """
 
     url: str
@@ -61,53 +55,46 @@ class HubHandle:
     _activations: list[EndpointActivation] = field(default_factory=list, repr=False)
 
     def health(self) -> dict[str, Any]:
-        """Return the hub's `/_course/health` answer.
-
-        Raises:
-            HubUnreachableError: the hub does not answer.
-        """
-        return _health(self.url, timeout=5.0, raise_error=True) or {}
+        """The hub's `/_course/health` answer (HubUnreachableError if it does not answer)."""
+        health = _health(self.url, timeout=5.0)
+        if health is None:
+            raise HubUnreachableError(f"No course hub answers at {self.url}. "
+                                      "Start it with `python -m vllm_course hub start`.")
+        return health
 
     def is_running(self) -> bool:
-        """Whether the hub answers its health check."""
         return is_running(self.url)
 
     def stats(self) -> HubStats:
-        """Return the hub's request counters (see `HubStats`).
-
-        Raises:
-            HubUnreachableError: the hub does not answer.
-        """
+        """The hub's request counters (HubUnreachableError if it does not answer)."""
         return stats(self.url)
 
     def reset_stats(self) -> HubStats:
-        """Reset the request counters; return them as they were just before."""
+        """Zero the request counters; return them as they were just before."""
         return stats(self.url, reset=True)
 
     def activate(self) -> EndpointActivation:
-        """Point this process's Hugging Face clients at the hub (see `use_hub`); `.restore()` undoes it."""
-        activation = use_hub(self.url)
-        self._activations.append(activation)
-        return activation
+        """Point this process's Hugging Face clients at the hub (`use_hub`); `.restore()` undoes it."""
+        self._activations.append(use_hub(self.url))
+        return self._activations[-1]
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the hub process and forget its state file; restore any endpoint it activated."""
-        while self._activations:
-            self._activations.pop().restore()
+        """Stop the hub process, forget its state file, and restore any endpoint it activated."""
+        self._restore()
         _terminate(self.pid, self.url, timeout)
         _remove_state(self.port, self.pid)
         if self.owned and self.log_file is not None and self.log_file.name.startswith("auto-"):
             self.log_file.unlink(missing_ok=True)  # a free-port hub's log has no later use
 
+    def _restore(self) -> None:
+        while self._activations:
+            self._activations.pop().restore()
+
     def __enter__(self) -> HubHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.owned:
-            self.stop()
-        else:
-            while self._activations:
-                self._activations.pop().restore()
+        self.stop() if self.owned else self._restore()
 
 
 def start(
@@ -122,24 +109,20 @@ def start(
 ) -> HubHandle:
     """Start a course hub in a background process, or reuse the one already on that port.
 
-    Without `root`, what the hub serves follows the profile (`VLLM_COURSE_PROFILE`, which
-    `course.setup()` sets): offline, the built course models; online, a logging mirror of the real
-    Hub (`VLLM_COURSE_UPSTREAM`) that keeps its files under `<course home>/mirror/`. So a lesson's
-    `hub.start(port=0)` counts its requests in both profiles. A hub given a `root` is the same in both.
+    Without `root` the hub follows the profile (`VLLM_COURSE_PROFILE`, set by `course.setup()`):
+    offline it serves the built course models (`repos_dir()`); online it is a logging mirror of
+    `VLLM_COURSE_UPSTREAM` (the real Hub) that keeps its files in `mirror_dir()`.
 
     Args:
-        root: folder of `<org>/<name>/` repos (default: the built course models, `repos_dir()`; in
-            the online profile `mirror_dir()`, created if missing).
-        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765; in the online profile, without `root`,
-            `VLLM_COURSE_MIRROR_PORT`, 8766); 0 picks a free one: a private hub,
-            never reused, that also stops when this process ends. A fixed-port hub outlives it
-            (a kernel restart finds and reuses it) until `stop()` or `hub stop`.
-        upstream: URL of a hub to mirror (pull-through cache), e.g. the real Hub (default: none; in
-            the online profile, without `root`, `VLLM_COURSE_UPSTREAM`).
+        root: folder of `<org>/<name>/` repos.
+        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765; online without `root`,
+            `VLLM_COURSE_MIRROR_PORT`, 8766). 0 picks a free one: a private hub, never reused, that
+            stops with this process. A fixed-port hub outlives it until `stop()` or `hub stop`.
+        upstream: URL of a hub to mirror (pull-through cache).
         host: interface (default `VLLM_COURSE_HUB_HOST`, 127.0.0.1: only this machine can connect).
         throttle_bps: demo setting: cap each file transfer at this many bytes per second.
         cut_after_bytes: demo setting: cut the first full download of each file after this many bytes.
-        timeout: seconds to wait for the new hub to answer.
+        timeout: seconds to wait for a new hub to answer.
 
     Returns:
         A `HubHandle`; `owned` tells whether this call started it.
@@ -154,19 +137,12 @@ def start(
     root_path = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
     host = host or config.HUB_HOST
     port = (config.MIRROR_PORT if mirror else config.HUB_PORT) if port is None else int(port)
-    if port:
-        reused = _reuse(host, port, root_path, upstream)
-        if reused is not None:
-            return reused
-    return _spawn(root_path, host, port, upstream, throttle_bps, cut_after_bytes, timeout)
+    reused = _reuse(host, port, root_path, upstream) if port else None
+    return reused or _spawn(root_path, host, port, upstream, throttle_bps, cut_after_bytes, timeout)
 
 
 def stop(port: int | None = None, timeout: float = 10.0) -> bool:
-    """Stop the hub recorded for `port` (default: the profile's hub, as for `start()`).
-
-    Returns:
-        True if a hub was stopped, False if none was recorded or running.
-    """
+    """Stop the hub recorded for `port` (default: the profile's); False if none was recorded or running."""
     port = config.hub_port() if port is None else int(port)
     state = _read_state(port)
     if state is None:
@@ -179,38 +155,23 @@ def stop(port: int | None = None, timeout: float = 10.0) -> bool:
 
 def status() -> list[dict[str, Any]]:
     """Every recorded hub: its state (url, port, pid, root, upstream, log) and `running`."""
-    out = []
-    folder = state_dir()
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        state["running"] = is_running(state.get("url", ""))
-        out.append(state)
-    return out
+    states = [s for s in map(_read_json, sorted(state_dir().glob("*.json"))) if s is not None]
+    return [s | {"running": is_running(s.get("url", ""))} for s in states]
 
 
 def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats:
-    """Return the request counters of a running hub (default: the profile's hub, as for `start()`).
-
-    Args:
-        url_or_port: the hub's URL, or a port on 127.0.0.1.
-        reset: zero the counters after reading them.
+    """The request counters of a running hub (default: the profile's); `reset` zeroes them after reading.
 
     Raises:
         HubUnreachableError: no hub answers there.
     """
     url = _url(config.hub_port() if url_or_port is None else url_or_port)
-    return HubStats.from_dict(_get_json(f"{url}/_course/stats" + ("?reset=1" if reset else "")))
+    return HubStats.from_dict(_get_json(f"{url}/_course/stats" + ("?reset=1" if reset else ""), 10.0))
 
 
 def is_running(url_or_port: str | int) -> bool:
-    """Whether a course hub answers at this URL (or on this port of 127.0.0.1), within a second."""
+    """Whether a course hub answers at this URL (or on this port of 127.0.0.1) within a second."""
     return _health(_url(url_or_port), timeout=1.0) is not None
-
-
-# -- private helpers -------------------------------------------------------------------------
 
 
 def _mirror_root() -> Path:
@@ -225,13 +186,16 @@ def _mirror_root() -> Path:
 
 
 def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle | None:
+    """The hub already on `port` if it serves the same root and upstream; None if the port is free."""
     url = f"http://{host}:{port}"
     health = _health(url, timeout=1.0)
     if health is None:
-        if _port_taken(host, port):
-            raise HubError(f"Port {port} on {host} is taken by something that is not a course hub. "
-                           "Pass another port (start(port=...), --port) or set VLLM_COURSE_HUB_PORT "
-                           "(VLLM_COURSE_MIRROR_PORT for the online profile's hub).")
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                raise HubError(f"Port {port} on {host} is taken by something that is not a course hub. "
+                               "Pass another port (start(port=...), --port) or set VLLM_COURSE_HUB_PORT "
+                               "(VLLM_COURSE_MIRROR_PORT for the online profile's hub).")
         return None
     if Path(health.get("root", "")) != root or (health.get("upstream") or None) != (upstream or None):
         raise HubError(
@@ -239,22 +203,21 @@ def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle 
             f"(upstream {health.get('upstream')}), not {root} (upstream {upstream}). Stop it first "
             f"(`python -m vllm_course hub stop --port {port}`) or pass another port."
         )
-    state = _read_state(port) or {}
-    return HubHandle(url, port, root, upstream, health.get("pid"), False, _opt_path(state.get("log")))
+    log = (_read_state(port) or {}).get("log")
+    return HubHandle(url, port, root, upstream, health.get("pid"), False, Path(log) if log else None)
 
 
 def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps: int | None,
            cut_after_bytes: int | None, timeout: float) -> HubHandle:
+    """Run `python -m vllm_course hub serve` in a new session; wait until it answers."""
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
     ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
     ready.unlink(missing_ok=True)
-    args = [sys.executable, *_SERVE, "--root", str(root), "--host", host, "--port", str(port),
-            "--ready-file", str(ready)]
-    args += ["--upstream", upstream] if upstream else []
-    args += ["--throttle-bps", str(throttle_bps)] if throttle_bps else []
-    args += ["--cut-after-bytes", str(cut_after_bytes)] if cut_after_bytes is not None else []
+    options = {"--root": root, "--host": host, "--port": port, "--ready-file": ready, "--upstream": upstream or None,
+               "--throttle-bps": throttle_bps or None, "--cut-after-bytes": cut_after_bytes}
+    args = [sys.executable, *_SERVE, *(str(x) for k, v in options.items() if v is not None for x in (k, v))]
     args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[2])
@@ -264,58 +227,55 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
                                  env=env, start_new_session=True)
     _CHILDREN[child.pid] = child
     deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if child.poll() is not None or time.monotonic() > deadline:
-            _kill_child(child)
-            tail = log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise HubError(f"The course hub did not start (root {root}, port {port}). Its log {log_file}:\n{tail}")
-        time.sleep(0.05)
+    _wait_for(ready.exists, child, deadline, f"did not start (root {root}, port {port})", log_file)
     port = int(json.loads(ready.read_text(encoding="utf-8"))["port"])
     ready.unlink(missing_ok=True)
     url = f"http://{host}:{port}"
-    while _health(url, timeout=1.0) is None:
+    _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
+              f"on {url} did not answer its health check", log_file)
+    if tag == str(port):
+        _write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
+                                                   "root": str(root), "upstream": upstream, "log": str(log_file),
+                                                   "started": time.time()})
+    return HubHandle(url, port, root, upstream, child.pid, True, log_file)
+
+
+def _wait_for(ready: Callable[[], bool], child: subprocess.Popen[bytes], deadline: float, what: str,
+              log_file: Path) -> None:
+    while not ready():
         if child.poll() is not None or time.monotonic() > deadline:
             _kill_child(child)
-            raise HubError(f"The course hub on {url} did not answer its health check; see {log_file}.")
+            tail = log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise HubError(f"The course hub {what}. Its log {log_file}:\n{tail}")
         time.sleep(0.05)
-    handle = HubHandle(url, port, root, upstream, child.pid, True, log_file)
-    if tag == str(port):
-        _write_state(port, {"url": url, "host": host, "port": port, "pid": child.pid, "root": str(root),
-                            "upstream": upstream, "log": str(log_file), "started": time.time()})
-    return handle
 
 
-def _health(url: str, timeout: float, raise_error: bool = False) -> dict[str, Any] | None:
+def _health(url: str, timeout: float) -> dict[str, Any] | None:
+    """The health answer of the course hub at `url`; None if nothing, or something else, answers."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/_course/health", timeout=timeout, trust_env=False)
-        data = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        if raise_error:
-            raise HubUnreachableError(f"The course hub at {url} does not answer: {exc}. "
-                                      "Start it with `python -m vllm_course hub start`.") from exc
+        data = _get_json(f"{url.rstrip('/')}/_course/health", timeout)
+    except HubUnreachableError:
         return None
-    if not isinstance(data, dict) or data.get("service") != SERVICE:
-        if raise_error:
-            raise HubUnreachableError(f"{url} answers, but it is not a course hub.")
-        return None
-    return data
+    return data if isinstance(data, dict) and data.get("service") == SERVICE else None
 
 
-def _get_json(url: str) -> dict[str, Any]:
+def _get_json(url: str, timeout: float) -> Any:
     try:
-        response = httpx.get(url, timeout=10.0, trust_env=False)
+        response = httpx.get(url, timeout=timeout, trust_env=False)
         response.raise_for_status()
         return response.json()
-    except httpx.HTTPError as exc:
-        raise HubUnreachableError(f"The course hub did not answer {url}: {exc}. Is it running?") from exc
+    except (httpx.HTTPError, ValueError) as exc:
+        raise HubUnreachableError(f"The course hub did not answer {url}: {exc}. "
+                                  "Start it with `python -m vllm_course hub start`.") from exc
 
 
 def _terminate(pid: int | None, url: str, timeout: float) -> None:
     """SIGTERM the hub (only if it really is a course hub process), then SIGKILL after `timeout`."""
-    if pid is None:
-        health = _health(url, timeout=1.0)
-        pid = health.get("pid") if health else None
-    if pid is None or not _is_hub_process(pid):
+    pid = pid if pid is not None else (_health(url, timeout=1.0) or {}).get("pid")
+    try:
+        if pid is None or " ".join(_SERVE) not in " ".join(psutil.Process(pid).cmdline()):
+            return
+    except psutil.Error:
         return
     child = _CHILDREN.pop(pid, None)
     os.kill(pid, signal.SIGTERM)
@@ -329,25 +289,13 @@ def _terminate(pid: int | None, url: str, timeout: float) -> None:
 
 
 def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
+    """Whether the process still runs (a zombie another process has yet to reap counts as gone)."""
     if child is not None:
         return child.poll() is None
     try:
-        import psutil
-
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except Exception:
+    except psutil.Error:
         return False
-
-
-def _is_hub_process(pid: int) -> bool:
-    try:
-        import psutil
-
-        cmdline = " ".join(psutil.Process(pid).cmdline())
-    except Exception:
-        return False
-    # the second form: a hub started by a course version before `hub serve` launched them
-    return " ".join(_SERVE) in cmdline or "vllm_course.hub.server" in cmdline
 
 
 def _kill_child(child: subprocess.Popen[bytes]) -> None:
@@ -357,26 +305,8 @@ def _kill_child(child: subprocess.Popen[bytes]) -> None:
     _CHILDREN.pop(child.pid, None)
 
 
-def _port_taken(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _read_state(port: int) -> dict[str, Any] | None:
-    try:
-        return json.loads((state_dir() / f"{port}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_state(port: int, state: dict[str, Any]) -> None:
-    path = state_dir() / f"{port}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    return _read_json(state_dir() / f"{port}.json")
 
 
 def _remove_state(port: int, pid: int | None) -> None:
@@ -385,9 +315,19 @@ def _remove_state(port: int, pid: int | None) -> None:
         (state_dir() / f"{port}.json").unlink(missing_ok=True)
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (readers never see half a file)."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _url(url_or_port: str | int) -> str:
     return f"http://127.0.0.1:{url_or_port}" if isinstance(url_or_port, int) else str(url_or_port).rstrip("/")
-
-
-def _opt_path(value: str | None) -> Path | None:
-    return Path(value) if value else None

@@ -1,9 +1,9 @@
 """Demo and test faults around starlette's `FileResponse`: a slow network and a cut transfer.
 
-`FileResponse` does the HTTP work (HEAD, `Range` GETs answered 206, 416 past the end, `If-Range`);
+`FileResponse` does the HTTP (HEAD, Range GETs answered 206, 416 past the end, If-Range);
 `FaultyFile` only wraps the `send` it writes the body through: it sleeps after each chunk to hold
-a byte rate (`throttle_bps`), and ends the response short after `cut_after` bytes, as a dropped
-connection would (huggingface_hub then resumes with `Range: bytes=N-`).
+`throttle_bps`, and ends the response short after `cut_after` bytes, as a dropped connection would
+(huggingface_hub then resumes with `Range: bytes=N-`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ class FaultyFile(FileResponse):
         self.throttle_bps, self.cut_after = throttle_bps, cut_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.throttle_bps and self.cut_after is None:
-            await super().__call__(scope, receive, send)
-            return
         sent = 0
 
         async def faulty_send(message: Message) -> None:

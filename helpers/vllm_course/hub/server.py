@@ -1,22 +1,17 @@
-"""The course hub's HTTP server: the part of the Hugging Face Hub protocol that
-huggingface_hub 2.4 and vLLM 0.32 use, served from a folder (Starlette on uvicorn).
+"""The course hub's HTTP server (Starlette on uvicorn): the part of the Hub protocol that
+huggingface_hub 2.4 and vLLM 0.32 use, served from a folder. Repos are `org/name`; revisions are
+`main` or the full commit sha.
 
-Endpoints (repo ids are `org/name`; revisions are `main` or the full commit sha):
+    GET       /api/models[?author=&search=]                  the repos
+    GET       /api/models/{repo}[/revision/{rev}][?blobs=1]  model info: sha, siblings, gated, config
+    GET       /api/models/{repo}/tree/{rev}[/{path}]         listing (?recursive=1&expand=1)
+    HEAD/GET  /{repo}/resolve/{rev}/{file}                   a file's headers / bytes (Range GETs: 206)
+    GET       /api/agent-harnesses                           huggingface_hub's agent registry: an empty one
+    GET       /api/whoami-v2                                 `hf auth login`: 200 for a token a .gated file lists
+    GET       /_course/health, /_course/stats[?reset=1]      liveness; the request counters
 
-    GET       /api/models                                  list the repos (id, author, gated)
-    GET       /api/models/{repo}[/revision/{rev}]          model info: id, sha, siblings, gated
-    GET       /api/models/{repo}/tree/{rev}[/{path}]       listing (?recursive=1&expand=1)
-    HEAD/GET  /{repo}/resolve/{rev}/{file}                 file bytes (starlette's FileResponse: Range GETs 206)
-    GET       /api/agent-harnesses                         huggingface_hub's agent registry: an empty one
-    GET       /api/whoami-v2                               the token's user (`hf auth login`): 200 for a token
-                                                           some repo's `.gated` file lists, else 401
-    GET       /_course/health                              {"status": "ok", "root": ..., "pid": ...}
-    GET       /_course/stats[?reset=1]                     request counters (reset after reading)
-
-Only GET and HEAD are allowed (405 otherwise). Errors are 404 JSON with `X-Error-Code:
-RepoNotFound | RevisionNotFound | EntryNotFound`, 401/403 `GatedRepo` for gated repos.
-Every path is resolved against the root; nothing outside it is served. Handlers describe each
-request for the log in `request.state` (kind, repo_id, file).
+Only GET and HEAD (405 otherwise). Errors are JSON with the `X-Error-Code` huggingface_hub maps to
+its own errors: RepoNotFound, RevisionNotFound, EntryNotFound (404), GatedRepo (401/403).
 """
 
 from __future__ import annotations
@@ -45,12 +40,16 @@ from .faults import FaultyFile
 from .log import LoggedApp, RequestLog
 from .mirror import GatedUpstream, Mirror, UpstreamError
 from .repos import (Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, read_gate,
-                    split_repo_path)
+                    split_repo_path, unsafe_part)
 
 SERVICE = "vllm-course-hub"
-# What huggingface_hub's `utils/_detect_agent.py` reads from `/api/agent-harnesses` (it names the
-# AI agent driving the client in its user-agent): the standard variables, and no known harness.
+# What huggingface_hub's `utils/_detect_agent.py` reads from /api/agent-harnesses: no known harness.
 AGENT_HARNESSES = {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}}
+# Lookup errors -> (status, X-Error-Code), as the real Hub answers them.
+ERRORS: dict[type[Exception], tuple[int, str]] = {
+    RepoNotFound: (404, "RepoNotFound"), RevisionNotFound: (404, "RevisionNotFound"),
+    EntryNotFound: (404, "EntryNotFound"), GatedUpstream: (403, "GatedRepo"), UpstreamError: (502, ""),
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class HubConfig:
         port: TCP port; 0 picks a free one.
         upstream: base URL of a hub to mirror (pull-through), or None.
         throttle_bps: demo/test setting: limit each file transfer to this many bytes per second.
-        cut_after_bytes: demo/test setting: abort the first full download of each file after this
+        cut_after_bytes: demo/test setting: cut the first full download of each file after this
             many bytes (a flaky network), so clients must resume.
     """
 
@@ -76,12 +75,13 @@ class HubConfig:
 
 
 class HubApp:
-    """The hub's request handlers, one method per step: parse, look up, answer."""
+    """The request handlers; each describes its request for the log in `request.state`.
+
+    Raises:
+        HubError: the root folder is missing.
+    """
 
     def __init__(self, config: HubConfig) -> None:
-        """Raises:
-        HubError: the root folder is missing.
-        """
         self.config = config
         self.store = RepoStore(config.root)
         self.log = RequestLog()
@@ -89,77 +89,48 @@ class HubApp:
         self._cut_done: set[tuple[str, str]] = set()
 
     def asgi(self) -> LoggedApp:
-        """Return the ASGI application (routing plus the request log)."""
-        routes = [
-            Route("/_course/health", self.health),
-            Route("/_course/stats", self.stats),
-            Route("/api/agent-harnesses", self.agent_harnesses),
-            Route("/api/whoami-v2", self.whoami),
-            Route("/{path:path}", self.dispatch),
-        ]
-        return LoggedApp(Starlette(routes=routes), self.log)
-
-    # -- course endpoints ----------------------------------------------------------------------
+        """The ASGI application: routes, lookup errors as the Hub's JSON errors, the request log."""
+        routes = [Route("/_course/health", self.health), Route("/_course/stats", self.stats),
+                  Route("/api/agent-harnesses", self.agent_harnesses), Route("/api/whoami-v2", self.whoami),
+                  Route("/{path:path}", self.dispatch)]
+        return LoggedApp(Starlette(routes=routes, exception_handlers={e: _lookup_error for e in ERRORS}), self.log)
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse(
-            {"status": "ok", "service": SERVICE, "root": str(self.store.root), "pid": os.getpid(),
-             "upstream": self.config.upstream}
-        )
+        return JSONResponse({"status": "ok", "service": SERVICE, "root": str(self.store.root), "pid": os.getpid(),
+                             "upstream": self.config.upstream})
 
     async def stats(self, request: Request) -> Response:
-        """Given a request, return the counters; `?reset=1` resets them after reading."""
+        """The counters; `?reset=1` resets them after reading."""
         snapshot = self.log.snapshot()
         if request.query_params.get("reset", "").lower() in ("1", "true", "yes"):
             self.log.reset()
         return JSONResponse(snapshot.to_dict())
 
-    # -- Hub protocol --------------------------------------------------------------------------
-
     async def agent_harnesses(self, request: Request) -> Response:
-        """Answer huggingface_hub's once-a-day registry fetch (a 404 would show in `hub watch`)."""
-        return JSONResponse(AGENT_HARNESSES)
+        return JSONResponse(AGENT_HARNESSES)  # a 404 would show in every `hf` command and in `hub watch`
 
     async def whoami(self, request: Request) -> Response:
-        """Answer `hf auth login`'s token check: a course user for a token some `.gated` file lists, else 401."""
-        header = request.headers.get("authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        known = await anyio.to_thread.run_sync(self._gate_tokens)
-        if token not in known:
+        """`hf auth login`'s token check: a course user for a token some `.gated` file lists, else 401."""
+        if _bearer(request) not in await anyio.to_thread.run_sync(self._gate_tokens):
             return _error(401, "", "Invalid credentials in Authorization header: the course hub knows only "
                                    "the tokens listed in its repos' .gated files")
-        name = "course-learner"
-        return JSONResponse({"type": "user", "id": name, "name": name, "fullname": "Course learner",
-                             "orgs": [], "auth": {"type": "access_token",
-                                                  "accessToken": {"displayName": "course", "role": "read"}}})
+        auth = {"type": "access_token", "accessToken": {"displayName": "course", "role": "read"}}
+        return JSONResponse({"type": "user", "id": "course-learner", "name": "course-learner",
+                             "fullname": "Course learner", "orgs": [], "auth": auth})
 
     def _gate_tokens(self) -> set[str]:
-        tokens: set[str] = set()
-        for repo_id in self.store.repo_ids():
-            tokens |= read_gate(self.store.repo_dir(repo_id))[1]
-        return tokens
+        return set().union(*(read_gate(self.store.repo_dir(rid))[1] for rid in self.store.repo_ids()))
 
     async def dispatch(self, request: Request) -> Response:
-        """Given any GET/HEAD request, route it by its raw path (so `%2F` and `%2e%2e` are seen as sent)."""
+        """Route a GET/HEAD by its raw path (so `%2F` and `%2e%2e` are judged as sent)."""
         parts = _raw_segments(request.scope)
-        try:
-            if parts is None:
-                return _error(404, "", "malformed or unsafe path")
-            if parts[:2] == ["api", "models"]:
-                return await self._api(request, parts[2:])
-            if len(parts) >= 5 and parts[2] == "resolve":
-                return await self.resolve(request, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]))
-            return _error(404, "", f"no such endpoint: {request.url.path}")
-        except RepoNotFound as exc:
-            return _error(404, "RepoNotFound", str(exc))
-        except RevisionNotFound as exc:
-            return _error(404, "RevisionNotFound", str(exc))
-        except EntryNotFound as exc:
-            return _error(404, "EntryNotFound", str(exc))
-        except GatedUpstream as exc:
-            return _error(403, "GatedRepo", str(exc))
-        except UpstreamError as exc:
-            return _error(502, "", f"{exc}. The hub has no cached copy; start the upstream or pass no --upstream.")
+        if parts is None:
+            return _error(404, "", "malformed or unsafe path")
+        if parts[:2] == ["api", "models"]:
+            return await self._api(request, parts[2:])
+        if len(parts) >= 5 and parts[2] == "resolve":
+            return await self.resolve(request, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]))
+        return _error(404, "", f"no such endpoint: {request.url.path}")
 
     async def _api(self, request: Request, rest: list[str]) -> Response:
         request.state.kind = "metadata"
@@ -167,8 +138,7 @@ class HubApp:
             return await self.list_models(request)
         if len(rest) < 2:
             raise RepoNotFound("expected /api/models/{org}/{name}")
-        repo_id = f"{rest[0]}/{rest[1]}"
-        request.state.repo_id = repo_id
+        repo_id = request.state.repo_id = f"{rest[0]}/{rest[1]}"
         tail = rest[2:]
         if not tail:
             return await self.model_info(request, repo_id, "main")
@@ -179,80 +149,73 @@ class HubApp:
         return _error(404, "", f"no such endpoint: {request.url.path}")
 
     async def list_models(self, request: Request) -> Response:
-        """Return `[{id, author, ...}]` for the repos under the root (`?author=` and `?search=` filter)."""
+        """`[{id, author, ...}]` of the repos under the root (`?author=` and `?search=` filter)."""
         author = request.query_params.get("author")
         search = (request.query_params.get("search") or "").lower()
         ids = await anyio.to_thread.run_sync(self.store.repo_ids)
-        return JSONResponse(
-            [
-                {"id": rid, "modelId": rid, "author": rid.split("/")[0], "private": False, "tags": [],
-                 "downloads": 0, "likes": 0}
-                for rid in ids
-                if (author is None or rid.split("/")[0] == author) and search in rid.lower()
-            ]
-        )
+        return JSONResponse([{"id": rid, "modelId": rid, "author": rid.split("/")[0], "private": False, "tags": [],
+                              "downloads": 0, "likes": 0}
+                             for rid in ids if author in (None, rid.split("/")[0]) and search in rid.lower()])
 
     async def model_info(self, request: Request, repo_id: str, revision: str) -> Response:
-        """Given a repo and revision, return the model info JSON (siblings get sizes with `?blobs=1`)."""
+        """The model info JSON (siblings get sizes with `?blobs=1`)."""
         view = await self.mirror.view(repo_id, revision)
-        blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
+        blobs = _flag(request, "blobs")
         when = _iso(view.last_modified)
-        siblings = [_sibling(e, blobs) for e in view.entries]
         info: dict[str, Any] = {
             "_id": view.sha[:24], "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0],
             "sha": view.sha, "lastModified": when, "createdAt": when, "private": False,
             "gated": "manual" if view.gated else False, "disabled": False, "downloads": 0, "likes": 0,
-            "tags": [], "siblings": siblings, "usedStorage": sum(e.size for e in view.entries),
+            "tags": [], "siblings": [_sibling(e, blobs) for e in view.entries],
+            "usedStorage": sum(e.size for e in view.entries),
         }
-        info.update(await anyio.to_thread.run_sync(self._config_summary, view))
-        return JSONResponse(info)
+        return JSONResponse(info | await anyio.to_thread.run_sync(self._config_summary, view))
 
     def _config_summary(self, view: RepoView) -> dict[str, Any]:
-        """`config` and `library_name` from the repo's config.json, like the Hub shows them."""
+        """`config` and `library_name` from the repo's config.json, as the Hub shows them."""
         try:
-            path = self.store.file_path(view.repo_id, "config.json")
-            config = json.loads(path.read_text(encoding="utf-8"))
+            config = json.loads(self.store.file_path(view.repo_id, "config.json").read_text(encoding="utf-8"))
         except (LookupError, OSError, ValueError):
             return {}
         keys = ("architectures", "model_type", "quantization_config")
         return {"library_name": "transformers", "config": {k: config[k] for k in keys if k in config}}
 
     async def tree(self, request: Request, repo_id: str, revision: str, path: str) -> Response:
-        """Given a repo, revision and folder, return its entries (all below it with `?recursive=1`)."""
+        """A folder's entries (all below it with `?recursive=1`, with `lastCommit` with `?expand=1`)."""
         view = await self.mirror.view(repo_id, revision)
-        recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
-        expand = request.query_params.get("expand", "").lower() in ("1", "true")
+        recursive = _flag(request, "recursive")
         prefix = "/".join(split_repo_path(path)) + "/" if path else ""
         folders = view.folders()
         if path and prefix[:-1] not in folders:
             raise EntryNotFound(f"{repo_id} has no folder {path!r} at {revision}")
-        commit = {"id": view.sha, "title": "Course hub snapshot", "date": _iso(view.last_modified)}
-        out: list[dict[str, Any]] = []
-        for folder in sorted(folders):
-            if _listed(folder, prefix, recursive):
-                item = {"type": "directory", "oid": _tree_oid(view.sha, folder), "size": 0, "path": folder}
-                out.append(item | ({"lastCommit": commit} if expand else {}))
-        for entry in view.entries:
-            if _listed(entry.path, prefix, recursive):
-                out.append(_tree_file(entry) | ({"lastCommit": commit} if expand else {}))
-        return JSONResponse(out)
+        extra = {"lastCommit": {"id": view.sha, "title": "Course hub snapshot", "date": _iso(view.last_modified)}} \
+            if _flag(request, "expand") else {}
+        items = [{"type": "directory", "oid": hashlib.sha1(f"{view.sha}:{d}".encode()).hexdigest(), "size": 0,
+                  "path": d} for d in sorted(folders)] + [_tree_file(e) for e in view.entries]
+        return JSONResponse([i | extra for i in items if i["path"].startswith(prefix)
+                             and (recursive or "/" not in i["path"][len(prefix):])])
 
     async def resolve(self, request: Request, repo_id: str, revision: str, path: str) -> Response:
-        """Given a repo, revision and file, answer HEAD with its headers and GET with its bytes."""
+        """A file's headers (HEAD) or bytes (GET)."""
         head = request.method == "HEAD"
         request.state.kind, request.state.repo_id, request.state.file = "head" if head else "download", repo_id, path
         view = await self.mirror.view(repo_id, revision)
-        gate = _gate_status(view, request.headers.get("authorization", ""))
-        if gate:
-            return _error(gate, "GatedRepo", f"{repo_id} is gated: pass a token listed in its .gated file",
-                          {"X-Repo-Commit": view.sha})
+        commit = {"X-Repo-Commit": view.sha}
+        token = _bearer(request)
+        if view.gated and token not in view.tokens:
+            return _error(403 if token else 401, "GatedRepo",
+                          f"{repo_id} is gated: pass a token listed in its .gated file", commit)
         try:
             entry = view.entry("/".join(split_repo_path(path)))
         except EntryNotFound as exc:
-            return _error(404, "EntryNotFound", str(exc), {"X-Repo-Commit": view.sha})
-        headers = _file_headers(view, entry)
+            return _error(404, "EntryNotFound", str(exc), commit)
+        headers = commit | {"ETag": f'"{entry.etag}"', "Content-Length": str(entry.size), "Accept-Ranges": "bytes",
+                            "Content-Type": "application/octet-stream",
+                            "Content-Disposition": f'inline; filename="{entry.path.rsplit("/", 1)[-1]}"'}
+        if entry.lfs:
+            headers |= {"X-Linked-Etag": f'"{entry.etag}"', "X-Linked-Size": str(entry.size)}
         if head:
-            return Response(status_code=200, headers=headers)
+            return Response(headers=headers)
         local = await self.mirror.file(view, entry)
         cut = None
         if self.config.cut_after_bytes is not None and "range" not in request.headers \
@@ -262,87 +225,54 @@ class HubApp:
         return FaultyFile(local, headers, throttle_bps=self.config.throttle_bps, cut_after=cut)
 
 
-# -- helpers: parsing and building answers ---------------------------------------------------
-
-
 def _raw_segments(scope: Scope) -> list[str] | None:
     """The request path split on `/` *before* decoding, each part decoded; None if any part is unsafe."""
-    raw = scope.get("raw_path") or scope["path"].encode()
-    text = raw.decode("latin-1").split("?", 1)[0]
-    if not text.startswith("/"):
-        return None
+    text = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
     try:
-        parts = [unquote(p, encoding="utf-8", errors="strict") for p in text[1:].split("/")]
+        parts = [unquote(p, encoding="utf-8", errors="strict") for p in text.split("/")]
     except UnicodeDecodeError:
         return None
-    for part in parts:
-        if part in ("", ".", "..") or "\\" in part or "\x00" in part or part.startswith("/"):
-            return None
-    return parts
+    if parts[0] or any(unsafe_part(p) or p.startswith("/") for p in parts[1:]):
+        return None
+    return parts[1:]
 
 
 def _error(status: int, code: str, message: str, extra: dict[str, str] | None = None) -> Response:
     headers = {"X-Error-Message": message.encode("ascii", "replace").decode()[:300]}
-    if code:
-        headers["X-Error-Code"] = code
-    headers.update(extra or {})
+    headers |= ({"X-Error-Code": code} if code else {}) | (extra or {})
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _file_headers(view: RepoView, entry: Entry) -> dict[str, str]:
-    headers = {
-        "X-Repo-Commit": view.sha,
-        "ETag": f'"{entry.etag}"',
-        "Content-Length": str(entry.size),
-        "Accept-Ranges": "bytes",
-        "Content-Type": "application/octet-stream",
-        "Content-Disposition": f'inline; filename="{entry.path.rsplit("/", 1)[-1]}"',
-    }
-    if entry.lfs:
-        headers["X-Linked-Etag"] = f'"{entry.etag}"'
-        headers["X-Linked-Size"] = str(entry.size)
-    return headers
+async def _lookup_error(request: Request, exc: Exception) -> Response:
+    status, code = ERRORS[type(exc)]
+    hint = ". The hub has no cached copy; start the upstream or pass no --upstream." if status == 502 else ""
+    return _error(status, code, f"{exc}{hint}")
 
 
-def _gate_status(view: RepoView, authorization: str) -> int:
-    """0 if the request may read a file; 401 without a token, 403 with a wrong one, for gated repos."""
-    if not view.gated:
-        return 0
-    token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else ""
-    if not token:
-        return 401
-    return 0 if token in view.tokens else 403
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true")
 
 
 def _sibling(entry: Entry, blobs: bool) -> dict[str, Any]:
     if not blobs:
         return {"rfilename": entry.path}
-    item: dict[str, Any] = {"rfilename": entry.path, "size": entry.size, "blobId": entry.oid}
-    if entry.lfs:
-        item["lfs"] = {"size": entry.size, "sha256": entry.sha256, "pointerSize": entry.pointer_size}
-    return item
+    lfs = {"size": entry.size, "sha256": entry.sha256, "pointerSize": entry.pointer_size}
+    return {"rfilename": entry.path, "size": entry.size, "blobId": entry.oid} | ({"lfs": lfs} if entry.lfs else {})
 
 
 def _tree_file(entry: Entry) -> dict[str, Any]:
-    item: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": entry.path}
-    if entry.lfs:
-        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
-    return item
-
-
-def _listed(path: str, prefix: str, recursive: bool) -> bool:
-    return path.startswith(prefix) and (recursive or "/" not in path[len(prefix):])
-
-
-def _tree_oid(sha: str, folder: str) -> str:
-    return hashlib.sha1(f"{sha}:{folder}".encode()).hexdigest()
+    lfs = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
+    item = {"type": "file", "oid": entry.oid, "size": entry.size, "path": entry.path}
+    return item | ({"lfs": lfs} if entry.lfs else {})
 
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-# -- running it ------------------------------------------------------------------------------
 
 
 def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | None = None) -> None:
@@ -379,7 +309,7 @@ def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | N
 
 
 def _exit_with(parent_pid: int) -> None:
-    """Send this process SIGTERM (uvicorn's graceful stop) once `parent_pid` is no longer its parent."""
+    """SIGTERM this process (uvicorn's graceful stop) once `parent_pid` is no longer its parent."""
     while os.getppid() == parent_pid:
         time.sleep(1.0)
     os.kill(os.getpid(), signal.SIGTERM)
