@@ -24,11 +24,13 @@ tests/test_class_load.py runs `measure()` with 20 clients and asserts only corre
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -65,6 +67,8 @@ class ClassLoad:
     upstream: HubStats
     mirror_rss_start: int | None  # bytes (VmRSS once the mirror answered), None off Linux
     mirror_rss_peak: int | None  # bytes (VmHWM: the process's peak resident memory)
+    client_retries: int  # huggingface_hub's "Error while downloading ... Trying to resume download" warnings
+
 
     @property
     def errors(self) -> list[ClientRun]:
@@ -74,6 +78,10 @@ class ClassLoad:
     def wrong(self) -> list[ClientRun]:
         """Clients that returned, with a file missing, extra, or not the upstream's bytes."""
         return [c for c in self.clients if not c.error and c.hashes != self.expected]
+
+    def error_kinds(self) -> Counter[str]:
+        """First line of each client error -> how many clients failed with it."""
+        return Counter(c.error.splitlines()[0][:200] for c in self.errors if c.error)
 
     def upstream_gets(self) -> dict[str, int]:
         """Path -> GETs the upstream answered for that file (whole or ranged), from its own log."""
@@ -105,19 +113,23 @@ def hub_pair(repos: Path, work: Path) -> Iterator[tuple[hub.HubHandle, hub.HubHa
             yield upstream, mirror
 
 
-def run_clients(endpoint: str, repo_id: str, clients: int, concurrency: int, work: Path) -> tuple[list[ClientRun], float]:
+def run_clients(endpoint: str, repo_id: str, clients: int, concurrency: int,
+                work: Path) -> tuple[list[ClientRun], float, int]:
     """Run `clients` snapshot_downloads, `concurrency` at a time, each into `work/client-NNN`;
-    return each client's run and the total seconds."""
+    return each client's run, the total seconds and the clients' download retries."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     bars_were_off = are_progress_bars_disabled()
     disable_progress_bars()  # 50 bars at once would print rates, and cost CPU
+    retries = _RetryCounter()
+    logging.getLogger("huggingface_hub").addHandler(retries)
     try:
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="learner") as pool:
             runs = list(pool.map(lambda i: _one_client(i, endpoint, repo_id, work / f"client-{i:03d}"), range(clients)))
-        return runs, time.perf_counter() - start
+        return runs, time.perf_counter() - start, retries.count
     finally:
+        logging.getLogger("huggingface_hub").removeHandler(retries)
         if not bars_were_off:
             enable_progress_bars()
 
@@ -135,11 +147,11 @@ def measure(repos: Path, repo_id: str, clients: int, concurrency: int, work: Pat
     expected, sizes = expected_files(repos / repo_id)
     with hub_pair(repos, work) as (upstream, mirror):
         rss_start = _proc_status_bytes(mirror.pid, "VmRSS")
-        runs, seconds = run_clients(mirror.url, repo_id, clients, concurrency, work)
+        runs, seconds, retries = run_clients(mirror.url, repo_id, clients, concurrency, work)
         rss_peak = _proc_status_bytes(mirror.pid, "VmHWM")
         mirror_stats, upstream_stats = mirror.stats(), upstream.stats()
     return ClassLoad(repo_id, concurrency, seconds, expected, sizes, tuple(runs), mirror_stats, upstream_stats,
-                     rss_start, rss_peak)
+                     rss_start, rss_peak, retries)
 
 
 def report(load: ClassLoad) -> str:
@@ -158,6 +170,7 @@ def report(load: ClassLoad) -> str:
         f"mirror RSS         {_mib(load.mirror_rss_start)} MiB once started, peak {_mib(load.mirror_rss_peak)} MiB (VmHWM)",
         f"errors             {len(load.errors)} of {n} clients; answers >= 400: mirror {load.mirror.errors}, "
         f"upstream {load.upstream.errors}",
+        f"client retries     {load.client_retries} (huggingface_hub's 'Trying to resume download')",
         f"sha256             {'all right' if not load.wrong and not load.errors else 'WRONG'}: "
         f"{n - len(load.wrong) - len(load.errors)} of {n} clients got every file with the upstream's sha256",
         f"upstream metadata  {load.upstream.metadata_requests} requests (the mirror's listings of the repo)",
@@ -167,8 +180,8 @@ def report(load: ClassLoad) -> str:
     for path in load.expected:
         fetched = load.mirror.file(load.repo_id, path).upstream_fetches
         lines.append(f"{path:28s} {load.sizes[path]:11d} {up[path]:13d} {down[path]:11d} {fetched:23d}")
-    for c in load.errors[:5]:
-        lines.append(f"client {c.index}: {c.error}")
+    for kind, count in load.error_kinds().most_common():
+        lines.append(f"{count:3d} clients failed with: {kind}")
     return "\n".join(lines)
 
 
@@ -205,6 +218,17 @@ def _one_client(index: int, endpoint: str, repo_id: str, cache: Path) -> ClientR
         return ClientRun(index, time.perf_counter() - start, {}, f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+class _RetryCounter(logging.Handler):
+    """Counts huggingface_hub's download retries (its warnings), which a learner sees in the cell's output."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "Trying to resume download" in str(record.msg)
 
 
 def _gets(stats: HubStats, repo_id: str, path: str) -> int:

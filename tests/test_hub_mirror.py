@@ -122,6 +122,21 @@ class TestPullThrough:
         assert json.loads((path / "config.json").read_text())["model_type"] == "changed"
 
 
+class TestManyFirstRequestsAtOnce:
+    def test_do_concurrent_first_requests_cost_the_upstream_one_listing(self, upstream, mirror_root):
+        """When 20 clients ask a cold mirror for the repo at the same moment (a class starting a lesson),
+        do all get the upstream's sha, with one listing asked of the upstream (model info and tree)?"""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with hub.start(root=mirror_root, port=0, upstream=upstream.url) as mirror:
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(lambda _: httpx.get(f"{mirror.url}/api/models/{TINY}", trust_env=False,
+                                                            timeout=30), range(20)))
+        upstream_sha = httpx.get(f"{upstream.url}/api/models/{TINY}", trust_env=False).json()["sha"]
+        assert [(a.status_code, a.json()["sha"]) for a in answers] == [(200, upstream_sha)] * 20
+        assert upstream.stats().metadata == {TINY: 3}  # revision/main and tree for the mirror, then ours
+
+
 class TestMissingMirrorRoot:
     def test_does_hub_serve_create_a_missing_root_and_serve_through_it(self, upstream, hub_root, tmp_path):
         """Does `hub serve --upstream URL --root R`, with neither R nor its parent there yet, create R, give

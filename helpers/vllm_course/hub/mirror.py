@@ -88,6 +88,7 @@ class Mirror:
         host = httpx.URL(self.upstream).host if self.upstream else ""
         self._trust_env = host not in ("127.0.0.1", "localhost", "::1")
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._listing: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
     # -- metadata ------------------------------------------------------------------------------
 
@@ -101,14 +102,15 @@ class Mirror:
         validate_repo_id(repo_id)
         folder = self.store.root / repo_id
         manifest_file = folder / MANIFEST
-        if folder.is_dir() and not manifest_file.is_file():
+        listing = any(key[0] == repo_id for key in self._listing)  # its folder exists before its manifest
+        if folder.is_dir() and not manifest_file.is_file() and not listing:
             return await anyio.to_thread.run_sync(self.store.view, repo_id, revision)
         if self.upstream is None and not manifest_file.is_file():
             raise RepoNotFound(f"no repo {repo_id!r} under {self.store.root} (and no --upstream to ask)")
         manifest = _read_json(manifest_file)
         if self.upstream and self._needs_refresh(repo_id, revision, manifest):
             try:
-                manifest = await anyio.to_thread.run_sync(self._fetch_manifest, repo_id, revision)
+                manifest = await self._fetch_manifest_once(repo_id, revision)
             except UpstreamError:
                 if manifest is None:
                     raise
@@ -124,6 +126,18 @@ class Mirror:
         if revision == manifest["sha"]:
             return False  # a commit never changes
         return time.monotonic() - self._checked.get(repo_id, -1e9) > REFRESH_SECONDS
+
+    async def _fetch_manifest_once(self, repo_id: str, revision: str) -> dict[str, Any]:
+        """Fetch the manifest, or join the fetch already under way: a class's first requests, all at
+        once, cost the upstream one listing (each their own made a cold upstream time out: 502s)."""
+        key = (repo_id, revision)
+        task = self._listing.get(key)
+        if task is None:
+            task = asyncio.ensure_future(anyio.to_thread.run_sync(self._fetch_manifest, repo_id, revision))
+            self._listing[key] = task
+            # forget it once done; read its exception, which every waiter may have stopped awaiting
+            task.add_done_callback(lambda t: (self._listing.pop(key, None), t.cancelled() or t.exception()))
+        return await asyncio.shield(task)  # a client hanging up does not cancel the others' fetch
 
     def _fetch_manifest(self, repo_id: str, revision: str) -> dict[str, Any]:
         """Ask the upstream for a repo's sha and recursive file listing; cache them under the root."""
