@@ -1,35 +1,32 @@
 """`python -m vllm_course hub serve|start|stop|status|watch`: the course hub from the command line.
 
-    serve    run in the foreground (Ctrl-C stops it); `start` runs this in a background process
-    start    run in the background; waits until it answers; reuses a hub already on the port
-    stop     stop the background hub recorded for the port
-    status   list recorded hubs and whether they answer
-    watch    print each request the hub answers, as it happens (for a live demo: Ctrl-C stops it)
-
-Background hubs are recorded in `<course home>/hub/<port>.json` (pid, port, root, log file).
+`serve` runs it in the foreground; `start` runs `serve` in a background process (or reuses the hub
+on that port), recorded in `<course home>/hub/<port>.json`; `stop` ends it; `status` lists the
+recorded hubs; `watch` prints each request the hub answers, as it happens (a live demo).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import config
-
-if TYPE_CHECKING:
-    from .log import RequestRecord
+from ..errors import HubUnreachableError
+from .control import start, state_dir, stats, status, stop
+from .log import RequestRecord
+from .mirror import create_root
+from .server import HubConfig, serve
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the `hub` area and its actions to the course CLI."""
     area = subparsers.add_parser("hub", help="run the course hub (a local Hugging Face Hub)")
     actions = area.add_subparsers(dest="action", required=True)
-
     for name, func, text in (("serve", _serve, "run the hub in the foreground"),
                              ("start", _start, "start the hub in the background (reused if running)")):
         cmd = actions.add_parser(name, help=text)
@@ -42,31 +39,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         cmd.add_argument("--throttle-bps", type=int, default=None, help=argparse.SUPPRESS)
         cmd.add_argument("--cut-after-bytes", type=int, default=None, help=argparse.SUPPRESS)
         cmd.set_defaults(func=func)
-    serve = actions.choices["serve"]  # what `start` passes to the process it launches
-    serve.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
-    serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
-
-    cmd = actions.add_parser("stop", help="stop the background hub")
-    cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
-    cmd.set_defaults(func=_stop)
-
-    cmd = actions.add_parser("status", help="show recorded hubs")
-    cmd.add_argument("--json", action="store_true", help="print JSON")
-    cmd.set_defaults(func=_status)
-
-    cmd = actions.add_parser("watch", help="print each request the hub answers (Ctrl-C stops)")
-    cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
-    cmd.add_argument("--seconds", type=float, default=None, help="stop after this long (default: never)")
-    cmd.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
-    cmd.set_defaults(func=_watch)
+    serve_cmd = actions.choices["serve"]  # what `start` passes to the process it launches
+    serve_cmd.add_argument("--ready-file", type=Path, default=None, help=argparse.SUPPRESS)
+    serve_cmd.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    for name, func, text in (("stop", _stop, "stop the background hub"), ("status", _status, "show recorded hubs"),
+                             ("watch", _watch, "print each request the hub answers (Ctrl-C stops)")):
+        cmd = actions.add_parser(name, help=text)
+        cmd.set_defaults(func=func)
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+        else:
+            cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
+    watch = actions.choices["watch"]
+    watch.add_argument("--seconds", type=float, default=None, help="stop after this long (default: never)")
+    watch.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
-    from .mirror import create_root
-    from .server import HubConfig, serve
-
     root = args.root if args.root is not None else config.repos_dir()
     if args.upstream:
         root = create_root(root)  # a mirror starts empty: its root need not exist yet
@@ -79,9 +68,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from . import start
-    from .mirror import create_root
-
     if args.upstream and args.root is not None:
         create_root(args.root)  # as `serve` does (without --root, start() picks the root by profile)
     if args.port == 0:
@@ -90,42 +76,31 @@ def _start(args: argparse.Namespace) -> int:
         return 2
     handle = start(args.root, args.port, args.upstream, host=args.host, throttle_bps=args.throttle_bps,
                    cut_after_bytes=args.cut_after_bytes)
-    verb = "started" if handle.owned else "already running"
-    print(f"course hub {verb}: {handle.url} (root {handle.root}, pid {handle.pid})")
+    print(f"course hub {'started' if handle.owned else 'already running'}: {handle.url} "
+          f"(root {handle.root}, pid {handle.pid})")
     print(f"use it with:  export HF_ENDPOINT={handle.url}")
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from . import stop
-
-    if stop(args.port):
-        print(f"course hub on port {args.port} stopped")
-    else:
-        print(f"no running course hub recorded on port {args.port}")
+    print(f"course hub on port {args.port} stopped" if stop(args.port) else
+          f"no running course hub recorded on port {args.port}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from . import state_dir, status
-
     hubs = status()
     if args.json:
         print(json.dumps(hubs, indent=1))
-        return 0 if any(h["running"] for h in hubs) else 1
-    if not hubs:
+    elif not hubs:
         print(f"no course hub recorded in {state_dir()}")
-        return 1
-    for h in hubs:
+    for h in [] if args.json else hubs:
         state = "running" if h["running"] else "not answering"
         print(f"{h['url']}  {state}  pid {h.get('pid')}  root {h.get('root')}  log {h.get('log')}")
     return 0 if any(h["running"] for h in hubs) else 1
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from ..errors import HubUnreachableError
-    from . import stats
-
     try:
         last = max((r.time for r in stats(args.port).recent), default=0.0)
     except HubUnreachableError as err:
