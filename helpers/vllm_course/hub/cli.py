@@ -8,7 +8,6 @@ recorded hubs; `watch` prints each request the hub answers, as it happens (a liv
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -46,9 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              ("watch", _watch, "print each request the hub answers (Ctrl-C stops)")):
         cmd = actions.add_parser(name, help=text)
         cmd.set_defaults(func=func)
-        if name == "status":
-            cmd.add_argument("--json", action="store_true", help="print JSON")
-        else:
+        if name != "status":
             cmd.add_argument("--port", type=int, default=config.hub_port(), help="port (default %(default)s)")
     watch = actions.choices["watch"]
     watch.add_argument("--seconds", type=float, default=None, help="stop after this long (default: never)")
@@ -90,11 +87,9 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     hubs = status()
-    if args.json:
-        print(json.dumps(hubs, indent=1))
-    elif not hubs:
+    if not hubs:
         print(f"no course hub recorded in {state_dir()}")
-    for h in [] if args.json else hubs:
+    for h in hubs:
         state = "running" if h["running"] else "not answering"
         print(f"{h['url']}  {state}  pid {h.get('pid')}  root {h.get('root')}  log {h.get('log')}")
     return 0 if any(h["running"] for h in hubs) else 1

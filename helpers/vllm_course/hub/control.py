@@ -7,7 +7,6 @@ vLLM's threads never share its event loop. A hub on a fixed port records itself 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -26,7 +25,7 @@ from .. import config
 from ..errors import HubError, HubUnreachableError
 from .endpoint import EndpointActivation, use_hub
 from .log import HubStats
-from .repos import RepoStore
+from .repos import RepoStore, read_json, write_json
 from .server import SERVICE
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # hubs this process started, reaped when stopped
@@ -97,16 +96,9 @@ class HubHandle:
         self.stop() if self.owned else self._restore()
 
 
-def start(
-    root: str | os.PathLike[str] | None = None,
-    port: int | None = None,
-    upstream: str | None = None,
-    *,
-    host: str | None = None,
-    throttle_bps: int | None = None,
-    cut_after_bytes: int | None = None,
-    timeout: float = 30.0,
-) -> HubHandle:
+def start(root: str | os.PathLike[str] | None = None, port: int | None = None, upstream: str | None = None, *,
+          host: str | None = None, throttle_bps: int | None = None, cut_after_bytes: int | None = None,
+          timeout: float = 30.0) -> HubHandle:
     """Start a course hub in a background process, or reuse the one already on that port.
 
     Without `root` the hub follows the profile (`VLLM_COURSE_PROFILE`, set by `course.setup()`):
@@ -115,13 +107,13 @@ def start(
 
     Args:
         root: folder of `<org>/<name>/` repos.
-        port: TCP port (default `VLLM_COURSE_HUB_PORT`, 8765; online without `root`,
-            `VLLM_COURSE_MIRROR_PORT`, 8766). 0 picks a free one: a private hub, never reused, that
-            stops with this process. A fixed-port hub outlives it until `stop()` or `hub stop`.
+        port: default `VLLM_COURSE_HUB_PORT` (online without `root`: `VLLM_COURSE_MIRROR_PORT`). 0 picks
+            a free one: a private hub, never reused, that stops with this process; a fixed-port hub
+            outlives it until `stop()` or `hub stop`.
         upstream: URL of a hub to mirror (pull-through cache).
-        host: interface (default `VLLM_COURSE_HUB_HOST`, 127.0.0.1: only this machine can connect).
-        throttle_bps: demo setting: cap each file transfer at this many bytes per second.
-        cut_after_bytes: demo setting: cut the first full download of each file after this many bytes.
+        host: default `VLLM_COURSE_HUB_HOST`, 127.0.0.1 (only this machine can connect).
+        throttle_bps, cut_after_bytes: demo settings: cap each transfer at this many bytes per
+            second; cut the first full download of each file after this many bytes.
         timeout: seconds to wait for a new hub to answer.
 
     Returns:
@@ -155,7 +147,7 @@ def stop(port: int | None = None, timeout: float = 10.0) -> bool:
 
 def status() -> list[dict[str, Any]]:
     """Every recorded hub: its state (url, port, pid, root, upstream, log) and `running`."""
-    states = [s for s in map(_read_json, sorted(state_dir().glob("*.json"))) if s is not None]
+    states = [s for s in map(read_json, sorted(state_dir().glob("*.json"))) if s is not None]
     return [s | {"running": is_running(s.get("url", ""))} for s in states]
 
 
@@ -228,13 +220,13 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
     _CHILDREN[child.pid] = child
     deadline = time.monotonic() + timeout
     _wait_for(ready.exists, child, deadline, f"did not start (root {root}, port {port})", log_file)
-    port = int(json.loads(ready.read_text(encoding="utf-8"))["port"])
+    port = int(read_json(ready)["port"])
     ready.unlink(missing_ok=True)
     url = f"http://{host}:{port}"
     _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
               f"on {url} did not answer its health check", log_file)
     if tag == str(port):
-        _write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
+        write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
                                                    "root": str(root), "upstream": upstream, "log": str(log_file),
                                                    "started": time.time()})
     return HubHandle(url, port, root, upstream, child.pid, True, log_file)
@@ -306,27 +298,13 @@ def _kill_child(child: subprocess.Popen[bytes]) -> None:
 
 
 def _read_state(port: int) -> dict[str, Any] | None:
-    return _read_json(state_dir() / f"{port}.json")
+    return read_json(state_dir() / f"{port}.json")
 
 
 def _remove_state(port: int, pid: int | None) -> None:
     state = _read_state(port)
     if state is not None and (pid is None or state.get("pid") == pid):
         (state_dir() / f"{port}.json").unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (readers never see half a file)."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _url(url_or_port: str | int) -> str:

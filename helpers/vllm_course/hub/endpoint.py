@@ -47,13 +47,8 @@ class EndpointActivation:
 
 
 def use_hub(hub: HubHandle | str) -> EndpointActivation:
-    """Point this process's Hugging Face clients (huggingface_hub, transformers, vLLM) at a hub.
-
-    Subprocesses inherit the new HF_ENDPOINT; still, best is to set it before the first import
-    (the first notebook cell does).
-
-    Args:
-        hub: a `HubHandle` (anything with `.url`) or a base URL such as "http://127.0.0.1:8765".
+    """Point this process's Hugging Face clients (huggingface_hub, transformers, vLLM) and its
+    subprocesses at a hub: a `HubHandle` or a base URL such as "http://127.0.0.1:8765".
 
     Returns:
         An `EndpointActivation`; call `.restore()` or use it in a `with` block to undo.
@@ -76,14 +71,8 @@ def _patch_hf_endpoint(url: str) -> None:
 
 
 def check_endpoint(url: str | None = None, timeout: float = 2.0) -> None:
-    """Fail fast if HF_ENDPOINT points at a local hub that is down (instead of ~100 s of retries).
-
-    Args:
-        url: endpoint to check (default: `os.environ["HF_ENDPOINT"]`); non-loopback URLs are not checked.
-
-    Raises:
-        HubUnreachableError: nothing answers there and HF_HUB_OFFLINE is not set.
-    """
+    """Fail fast if `url` (default: HF_ENDPOINT) is a local hub that is down, instead of ~100 s of
+    retries (HubUnreachableError, unless HF_HUB_OFFLINE is set). Other URLs are not checked."""
     url = url or os.environ.get("HF_ENDPOINT")
     if not url or not any(h in url for h in ("127.0.0.1", "localhost", "[::1]")):
         return

@@ -95,16 +95,10 @@ class HubStats:
                         tuple(f for f in self.files if f.repo_id == repo_id), recent)
 
     def since(self, earlier: HubStats) -> HubStats:
-        """What happened between an earlier snapshot of the same hub and this one.
+        """What happened between an earlier snapshot of the same hub and this one (see `hub.__doc__`).
 
         Raises:
             HubError: a counter went down: the hub was restarted or reset in between.
-
-        Example:
-            >>> before = h.stats()                                            # doctest: +SKIP
-            >>> llm = LLM(model="course/SmolLM2-135M-Instruct")               # doctest: +SKIP
-            >>> h.stats().since(before).for_repo("course/SmolLM2-135M-Instruct").weight_downloads()  # doctest: +SKIP
-            1
         """
         requests = self.requests - earlier.requests
         files, went_down = [], requests < 0

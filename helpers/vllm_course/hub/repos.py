@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub.utils.sha import git_hash
 
@@ -146,6 +149,22 @@ def check_revision(repo_id: str, revision: str, sha: str) -> None:
         raise RevisionNotFound(f"{repo_id} has no revision {revision!r} (the hub serves 'main' = {sha})")
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's content; None if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write a JSON file atomically: readers never see half of it, and writers never share a temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+        json.dump(data, tmp, indent=1)
+    os.replace(tmp.name, path)
+
+
 def read_gate(folder: Path) -> tuple[bool, frozenset[str]]:
     """Whether a repo folder is gated, and the tokens its `.gated` file lets through."""
     marker = folder / GATED_MARKER
@@ -179,12 +198,7 @@ class RepoStore:
         return folder
 
     def file_path(self, repo_id: str, path: str) -> Path:
-        """Return the real file of a repo path, never one outside the root.
-
-        Raises:
-            RepoNotFound: no such repo.
-            EntryNotFound: unsafe, hidden, missing, not a regular file, or resolving outside the root.
-        """
+        """Return the real file of a repo path, never one outside the root (else RepoNotFound, EntryNotFound)."""
         target = self.repo_dir(repo_id).joinpath(*split_repo_path(path)).resolve()
         if not self._servable(target) or not target.is_file():
             raise EntryNotFound(f"{repo_id} has no file {path!r}")
@@ -208,12 +222,7 @@ class RepoStore:
             return False
 
     def view(self, repo_id: str, revision: str = "main") -> RepoView:
-        """Return a repo's files and commit sha at `revision` (`main` or that sha).
-
-        Raises:
-            RepoNotFound: no such repo.
-            RevisionNotFound: any other revision.
-        """
+        """Return a repo's files and commit sha at `revision`, `main` or that sha (else RevisionNotFound)."""
         folder = self.repo_dir(repo_id)
         entries = tuple(self._entry(folder, path) for path in self._walk(folder))
         lines = "".join(f"{e.path} {e.sha256}\n" for e in entries)  # sorted by path

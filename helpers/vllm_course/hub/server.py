@@ -1,6 +1,5 @@
-"""The course hub's HTTP server (Starlette on uvicorn): the part of the Hub protocol that
-huggingface_hub 2.4 and vLLM 0.32 use, served from a folder. Repos are `org/name`; revisions are
-`main` or the full commit sha.
+"""The course hub's HTTP server (Starlette on uvicorn): the Hub protocol as huggingface_hub 2.4 and
+vLLM 0.32 use it, served from a folder. Repos are `org/name`; revisions `main` or the commit sha.
 
     GET       /api/models[?author=&search=]                  the repos
     GET       /api/models/{repo}[/revision/{rev}][?blobs=1]  model info: sha, siblings, gated, config
@@ -40,7 +39,7 @@ from .faults import FaultyFile
 from .log import LoggedApp, RequestLog
 from .mirror import GatedUpstream, Mirror, UpstreamError
 from .repos import (Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, read_gate,
-                    split_repo_path, unsafe_part)
+                    split_repo_path, unsafe_part, write_json)
 
 SERVICE = "vllm-course-hub"
 # What huggingface_hub's `utils/_detect_agent.py` reads from /api/agent-harnesses: no known harness.
@@ -54,36 +53,22 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
 
 @dataclass(frozen=True)
 class HubConfig:
-    """What one hub serves and how.
+    """What one hub serves and how; `throttle_bps` and `cut_after_bytes` fake a slow or flaky network."""
 
-    Args:
-        root: folder of `<org>/<name>/` repos.
-        host: interface to bind (loopback by default: nothing else can reach it).
-        port: TCP port; 0 picks a free one.
-        upstream: base URL of a hub to mirror (pull-through), or None.
-        throttle_bps: demo/test setting: limit each file transfer to this many bytes per second.
-        cut_after_bytes: demo/test setting: cut the first full download of each file after this
-            many bytes (a flaky network), so clients must resume.
-    """
-
-    root: Path
-    host: str = "127.0.0.1"
-    port: int = 0
-    upstream: str | None = None
-    throttle_bps: int | None = None
-    cut_after_bytes: int | None = None
+    root: Path  # folder of <org>/<name>/ repos
+    host: str = "127.0.0.1"  # loopback: nothing else can reach it
+    port: int = 0  # 0 picks a free one
+    upstream: str | None = None  # base URL of a hub to mirror (pull-through), or None
+    throttle_bps: int | None = None  # cap each file transfer at this many bytes per second
+    cut_after_bytes: int | None = None  # cut the first full download of each file after this many bytes
 
 
 class HubApp:
-    """The request handlers; each describes its request for the log in `request.state`.
-
-    Raises:
-        HubError: the root folder is missing.
-    """
+    """The request handlers; each describes its request for the log in `request.state`."""
 
     def __init__(self, config: HubConfig) -> None:
         self.config = config
-        self.store = RepoStore(config.root)
+        self.store = RepoStore(config.root)  # HubError if the root is missing
         self.log = RequestLog()
         self.mirror = Mirror(self.store, config.upstream, self.log)
         self._cut_done: set[tuple[str, str]] = set()
@@ -281,8 +266,7 @@ def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | N
     Args:
         config: what to serve and where.
         ready_file: if given, `{"port": ..., "pid": ...}` is written there once the socket listens.
-        parent_pid: if given, the hub stops by itself once that process is gone (a private hub
-            of a notebook kernel or test run does not outlive it).
+        parent_pid: if given, the hub stops once that process is gone (a kernel's private hub).
 
     Raises:
         HubError: the root folder is missing.
@@ -299,10 +283,7 @@ def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | N
           + (f" (mirroring {config.upstream})" if config.upstream else ""), flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
     if ready_file is not None:
-        ready_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}), encoding="utf-8")
-        os.replace(tmp, ready_file)
+        write_json(ready_file, {"port": port, "pid": os.getpid()})
     if parent_pid is not None:
         threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
     server.run(sockets=[sock])
