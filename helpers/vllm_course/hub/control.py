@@ -25,6 +25,7 @@ from .. import config
 from ..errors import HubError, HubUnreachableError
 from .endpoint import EndpointActivation, use_hub
 from .log import HubStats
+from .mirror import create_root
 from .repos import RepoStore, read_json, write_json
 from .server import SERVICE
 
@@ -55,11 +56,7 @@ class HubHandle:
 
     def health(self) -> dict[str, Any]:
         """The hub's `/_course/health` answer (HubUnreachableError if it does not answer)."""
-        health = _health(self.url, timeout=5.0)
-        if health is None:
-            raise HubUnreachableError(f"No course hub answers at {self.url}. "
-                                      "Start it with `python -m vllm_course hub start`.")
-        return health
+        return _get_json(f"{self.url}/_course/health", 5.0)
 
     def is_running(self) -> bool:
         return is_running(self.url)
@@ -124,8 +121,9 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
             another root), or the hub did not come up (its log is quoted).
     """
     mirror = root is None and config.profile() == "online"
-    if mirror:
-        root, upstream = _mirror_root(), upstream or config.UPSTREAM
+    if mirror:  # a mirror starts empty: its folder is created on first use
+        root = create_root(config.mirror_dir(), "Set VLLM_COURSE_HOME to a writable folder.")
+        upstream = upstream or config.UPSTREAM
     root_path = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
     host = host or config.HUB_HOST
     port = (config.MIRROR_PORT if mirror else config.HUB_PORT) if port is None else int(port)
@@ -166,17 +164,6 @@ def is_running(url_or_port: str | int) -> bool:
     return _health(_url(url_or_port), timeout=1.0) is not None
 
 
-def _mirror_root() -> Path:
-    """The online profile's mirror folder, created on first use (a mirror starts empty)."""
-    folder = config.mirror_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HubError(f"Cannot create the course hub's mirror folder {folder}: {exc}. "
-                       "Set VLLM_COURSE_HOME to a writable folder.") from exc
-    return folder
-
-
 def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle | None:
     """The hub already on `port` if it serves the same root and upstream; None if the port is free."""
     url = f"http://{host}:{port}"
@@ -211,9 +198,8 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
                "--throttle-bps": throttle_bps or None, "--cut-after-bytes": cut_after_bytes}
     args = [sys.executable, *_SERVE, *(str(x) for k, v in options.items() if v is not None for x in (k, v))]
     args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
-    env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
     with open(log_file, "ab") as log:
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  env=env, start_new_session=True)
@@ -236,7 +222,9 @@ def _wait_for(ready: Callable[[], bool], child: subprocess.Popen[bytes], deadlin
               log_file: Path) -> None:
     while not ready():
         if child.poll() is not None or time.monotonic() > deadline:
-            _kill_child(child)
+            child.kill()
+            child.wait(5)
+            _CHILDREN.pop(child.pid, None)
             tail = log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
             raise HubError(f"The course hub {what}. Its log {log_file}:\n{tail}")
         time.sleep(0.05)
@@ -288,13 +276,6 @@ def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _kill_child(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.kill()
-        child.wait(5)
-    _CHILDREN.pop(child.pid, None)
 
 
 def _read_state(port: int) -> dict[str, Any] | None:

@@ -99,12 +99,16 @@ def unsafe_part(part: str) -> bool:
     return part in ("", ".", "..") or "\\" in part or "\x00" in part
 
 
+def safe_repo_path(path: str) -> bool:
+    """Whether a `/`-separated path inside a repo has no unsafe or hidden part."""
+    return not any(unsafe_part(p) or p.startswith(".") for p in path.split("/"))
+
+
 def split_repo_path(path: str) -> tuple[str, ...]:
-    """Return the parts of a `/`-separated path inside a repo; EntryNotFound if any is unsafe or hidden."""
-    parts = tuple(path.split("/"))
-    if any(unsafe_part(p) or p.startswith(".") for p in parts):
+    """Return the parts of a path inside a repo; EntryNotFound if any is unsafe or hidden."""
+    if not safe_repo_path(path):
         raise EntryNotFound(f"unsafe or hidden path {path!r}")
-    return parts
+    return tuple(path.split("/"))
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
@@ -242,8 +246,6 @@ class RepoStore:
                 if not name.startswith(".") and self._servable(real) and real.is_file():
                     out.append((base / name).relative_to(folder).as_posix())
         return sorted(out)
-
-    file_hashes = staticmethod(cached_hashes)  # TEMP until mirror.py uses cached_hashes
 
     def _entry(self, folder: Path, rel: str) -> Entry:
         path = folder / rel

@@ -118,7 +118,6 @@ class HubApp:
         return _error(404, "", f"no such endpoint: {request.url.path}")
 
     async def _api(self, request: Request, rest: list[str]) -> Response:
-        request.state.kind = "metadata"
         if not rest:
             return await self.list_models(request)
         if len(rest) < 2:
