@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -68,6 +69,7 @@ class ClassLoad:
     mirror_rss_start: int | None  # bytes (VmRSS once the mirror answered), None off Linux
     mirror_rss_peak: int | None  # bytes (VmHWM: the process's peak resident memory)
     client_retries: int  # huggingface_hub's "Error while downloading ... Trying to resume download" warnings
+    hub_log_errors: dict[str, Counter[str]]  # "mirror"/"upstream" -> exception name -> times in its log
 
 
     @property
@@ -150,8 +152,9 @@ def measure(repos: Path, repo_id: str, clients: int, concurrency: int, work: Pat
         runs, seconds, retries = run_clients(mirror.url, repo_id, clients, concurrency, work)
         rss_peak = _proc_status_bytes(mirror.pid, "VmHWM")
         mirror_stats, upstream_stats = mirror.stats(), upstream.stats()
+        logged = {"mirror": _log_errors(mirror.log_file), "upstream": _log_errors(upstream.log_file)}
     return ClassLoad(repo_id, concurrency, seconds, expected, sizes, tuple(runs), mirror_stats, upstream_stats,
-                     rss_start, rss_peak, retries)
+                     rss_start, rss_peak, retries, logged)
 
 
 def report(load: ClassLoad) -> str:
@@ -170,6 +173,8 @@ def report(load: ClassLoad) -> str:
         f"mirror RSS         {_mib(load.mirror_rss_start)} MiB once started, peak {_mib(load.mirror_rss_peak)} MiB (VmHWM)",
         f"errors             {len(load.errors)} of {n} clients; answers >= 400: mirror {load.mirror.errors}, "
         f"upstream {load.upstream.errors}",
+        "hub log errors     " + "; ".join(f"{name} {sum(c.values())}" + (f" ({', '.join(f'{k} x{v}' for k, v in c.items())})" if c else "")
+                                          for name, c in load.hub_log_errors.items()),
         f"client retries     {load.client_retries} (huggingface_hub's 'Trying to resume download')",
         f"sha256             {'all right' if not load.wrong and not load.errors else 'WRONG'}: "
         f"{n - len(load.wrong) - len(load.errors)} of {n} clients got every file with the upstream's sha256",
@@ -192,7 +197,7 @@ def main() -> int:
     parser.add_argument("--repo", default=config.BASE_MODEL, help="repo to download (default %(default)s)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     args = parser.parse_args()
-    from vllm_course.models import require
+    from vllm_course.build import require
 
     require(args.repo)
     work = Path(tempfile.mkdtemp(prefix="class-load-", dir=args.work))
@@ -229,6 +234,18 @@ class _RetryCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += "Trying to resume download" in str(record.msg)
+
+
+def _log_errors(log_file: Path | None) -> Counter[str]:
+    """Exception name -> how often a traceback in a hub's log ends with it."""
+    try:
+        text = log_file.read_text(encoding="utf-8", errors="replace") if log_file else ""
+    except OSError:
+        return Counter()
+    return Counter(m.group(1) for m in _EXCEPTION_LINE.finditer(text))
+
+
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Timeout|Exit)\w*)(?::|$)", re.MULTILINE)
 
 
 def _gets(stats: HubStats, repo_id: str, path: str) -> int:

@@ -15,7 +15,8 @@ import statistics
 import subprocess
 import sys
 
-from vllm_course import config, formats, models
+from vllm_course import config, formats
+from vllm_course.build import require
 
 _CHILD = r"""
 import json, os, sys, time
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    base = str(models.require(config.BASE_MODEL))
+    base = str(require(config.BASE_MODEL))
     print(f"Engine start for {config.BASE_MODEL} (median of {args.repeats}, fresh process each)")
     medians = {}
     for label, multi in (("in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0)", False),
@@ -60,7 +61,7 @@ def main() -> None:
     print(f"{'variant':42s} {'weights on disk':>16s} {'vLLM checkpoint size':>22s}")
     for repo_id in (config.BASE_MODEL, config.GPTQ_MODEL, config.AWQ_MODEL):
         try:
-            path = models.require(repo_id)
+            path = require(repo_id)
         except FileNotFoundError:
             print(f"{repo_id:42s} {'not built':>16s}")
             continue

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_nbgrader_pipeline import notebook_name, submissions  # noqa: E402
 
-from vllm_course import config, grade_cli, models  # noqa: E402
+from vllm_course import config, grade_cli  # noqa: E402
+from vllm_course.build import require  # noqa: E402
 
 
 def course_copy(base: Path, exercise: str, answers: str, students: int) -> Path:
@@ -65,7 +66,7 @@ def main() -> int:
     parser.add_argument("--answers", default="ex1-modules", help="answer set from tests/nbgrader_submissions")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    models.require(config.BASE_MODEL)
+    require(config.BASE_MODEL)
     print(f"{args.students} x {args.answers} on {args.exercise}, {os.cpu_count()} CPUs, SQLite gradebook")
     print(f"{'workers':>7} {'seconds':>8} {'students/min':>12}  failed  same scores  per student (seconds/score)")
     serial: dict[str, float | None] | None = None

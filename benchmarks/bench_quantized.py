@@ -28,7 +28,8 @@ import statistics
 import subprocess
 import sys
 
-from vllm_course import bench, config, engine, models
+from vllm_course import bench, config, engine
+from vllm_course.build import require
 from vllm_course.machine import quant_support
 
 _CHILD = r"""
@@ -64,7 +65,7 @@ def _variants(base_dtypes: list[str]) -> dict[str, tuple[str, dict]]:
     found = {}
     for label, repo_id, kwargs in wanted:
         try:
-            found[label] = (str(models.require(repo_id)), kwargs)
+            found[label] = (str(require(repo_id)), kwargs)
         except FileNotFoundError:
             print(f"({label}: {repo_id} is not built; skipped)")
     return found

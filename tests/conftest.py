@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from vllm_course import config, models
+from vllm_course import config
+from vllm_course.build import require
 
 
 def _built(repo_id: str) -> Path:
     # `make test` builds the models first; run by hand, this fails with "run `make models`".
-    return models.require(repo_id)
+    return require(repo_id)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from vllm_course import config, hub, models
+from vllm_course import config, hub
+from vllm_course.build import require
 from vllm_course.hub.repos import file_hashes
 
 GATED = f"{config.ORG}/SmolLM2-135M-Instruct-gated"
@@ -187,10 +188,10 @@ def make_small_repo(root: Path, repo_id: str, floats: int, tokenizer_from: Path 
 
 def build_root(root: Path) -> Path:
     """The lab's hub root: the built course repos (linked), a gated copy of the base model, TINY and BIG."""
-    base = models.require(config.BASE_MODEL)
+    base = require(config.BASE_MODEL)
     for repo_id in (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL, config.GPTQ_MODEL):
         with contextlib.suppress(Exception):
-            link_repo(models.require(repo_id), root / repo_id)
+            link_repo(require(repo_id), root / repo_id)
     gated = link_repo(base, root / GATED)
     (gated / ".gated").write_text(f"# tokens allowed to download\n{GATED_TOKEN}\n", encoding="utf-8")
     make_small_repo(root, TINY, 65_536, base)
@@ -360,7 +361,7 @@ GPTQ_VLLM_CASES = (
 
 
 def gptq_built() -> bool:
-    return (models.repo_path(config.GPTQ_MODEL) / "config.json").is_file()
+    return (config.repo_path(config.GPTQ_MODEL) / "config.json").is_file()
 
 
 def through_vllm(lab: Lab, cases: tuple) -> Outcome:
@@ -503,7 +504,7 @@ return found
 def interrupt_during_load(workdir: Path) -> Outcome:
     """A real SIGINT mid-way through `engine.load()` of the base model, then a second load in the
     same process: is the first engine freed and does the second answer?"""
-    model = str(models.require(config.BASE_MODEL))
+    model = str(require(config.BASE_MODEL))
     body = INTERRUPT_LOAD.replace("MODEL", repr(model))
     return run_outcome(body, client_env(workdir / "hf-interrupt", None), timeout=400)
 

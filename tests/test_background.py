@@ -14,14 +14,14 @@ import time
 
 import pytest
 
-from vllm_course import background, config, models
+from vllm_course import background, build, config
 from vllm_course.errors import ModelNotBuiltError
 
 # A second process that holds the build lock, as a running `models build` does, for N seconds.
 _HOLD_LOCK = """
 import fcntl, sys, time
-from vllm_course import models
-path = models.build_lock_path()
+from vllm_course import build
+path = build.build_lock_path()
 path.parent.mkdir(parents=True, exist_ok=True)
 with path.open("w") as handle:
     fcntl.flock(handle, fcntl.LOCK_EX)
@@ -38,12 +38,12 @@ def _hold_lock(seconds: float) -> subprocess.Popen:
 
 def _record_built(repo_id: str) -> None:
     """Write a repo folder and its manifest entry the way `build_all` records a finished build."""
-    folder = models.repo_path(repo_id)
+    folder = config.repo_path(repo_id)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     manifest_path = config.repos_dir() / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[repo_id] = {"recipe": models.RECIPE_VERSION, "files": {"config.json": "x"},
+    manifest[repo_id] = {"recipe": build.RECIPE_VERSION, "files": {"config.json": "x"},
                          "provenance": {"sizes": {"config.json": 2}}}
     manifest_path.write_text(json.dumps(manifest))
 
@@ -73,7 +73,7 @@ def _index(repo_id: str) -> int:
 class TestQuickBuild:
     def test_does_status_show_every_quick_repo_as_built(self, base_model):
         """After `models build --quick`, does `models status` show each repo it built, the sharded one too, as built?"""
-        built = [repo.repo_id for repo in models.build_all(quick=True, log=lambda line: None)]
+        built = [repo.repo_id for repo in build.build_all(quick=True, log=lambda line: None)]
         assert config.SHARDED_MODEL in built
         rows = dict(line.split(maxsplit=1) for line in background.status().splitlines()[:-1])
         assert {repo_id: rows.get(repo_id) for repo_id in built} == dict.fromkeys(built, "built")
@@ -84,12 +84,12 @@ class TestBuildRunning:
         """While another process holds the build lock, is a build running; after it exits, not?"""
         proc = _hold_lock(30)
         try:
-            assert models.build_running()
+            assert build.build_running()
             assert "building" in background.status().splitlines()[_index(config.GPTQ_MODEL)]
         finally:
             proc.kill()
             proc.wait()
-        assert not models.build_running()
+        assert not build.build_running()
 
     def test_does_wait_for_return_once_the_repo_is_built(self, course_home):
         """A build holds the lock and records the repo 2 s later: does wait_for return its folder?"""
@@ -98,7 +98,7 @@ class TestBuildRunning:
             start = time.monotonic()
             timer = threading.Timer(2.0, _record_built, [config.GPTQ_MODEL])
             timer.start()
-            assert background.wait_for(config.GPTQ_MODEL, timeout=60) == models.repo_path(config.GPTQ_MODEL)
+            assert background.wait_for(config.GPTQ_MODEL, timeout=60) == config.repo_path(config.GPTQ_MODEL)
             assert time.monotonic() - start >= 2.0
         finally:
             proc.kill()

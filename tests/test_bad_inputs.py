@@ -15,7 +15,8 @@ import shutil
 import pytest
 
 import faultlab as fl
-from vllm_course import config, diagnose, models
+from vllm_course import config, diagnose
+from vllm_course.build import require
 
 BASE, BIN, GPTQ = config.BASE_MODEL, config.BIN_MODEL, config.GPTQ_MODEL
 # Variable parts of a message, as regexes; everything else must match character for character.
@@ -39,7 +40,7 @@ def expect(outcome: fl.Outcome, error: str, template: str, *, cause: str | None 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    models.require(BASE)
+    require(BASE)
     started = fl.Lab(tmp_path_factory.mktemp("bad-inputs"))
     yield started
     started.close()
@@ -178,11 +179,11 @@ class TestGpuKernels:
 
         if not torch.cuda.is_available():
             pytest.skip("needs a CUDA GPU: torch.cuda.is_available() is False (the CPU checks above cover the messages)")
-        if not (models.repo_path(GPTQ) / "config.json").is_file():
+        if not (config.repo_path(GPTQ) / "config.json").is_file():
             pytest.skip(f"{GPTQ} is not built (`make models` builds it)")
         from vllm import LLM
 
-        gptq_model = models.require(GPTQ)
+        gptq_model = require(GPTQ)
 
         with pytest.raises(Exception) as info:
             LLM(model=str(gptq_model), dtype="float32")
@@ -198,7 +199,7 @@ class TestThroughVllm:
         (or transformers inside it) explained in one line?"""
         broken = tmp_path / "truncated"
         broken.mkdir()
-        for item in models.require(BASE).iterdir():
+        for item in require(BASE).iterdir():
             if item.is_file():
                 shutil.copy2(item, broken / item.name)
         with open(broken / "model.safetensors", "r+b") as fh:

@@ -23,7 +23,8 @@ import nbformat
 import pytest
 
 import faultlab as fl
-from vllm_course import cell_errors, config, models
+from vllm_course import cell_errors, config
+from vllm_course.build import require
 
 BASE, BIN, GPTQ = config.BASE_MODEL, config.BIN_MODEL, config.GPTQ_MODEL
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -116,14 +117,14 @@ def _kernel_env(lab: fl.Lab, course_home: Path, *, offline: bool = False) -> dic
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory: pytest.TempPathFactory):
     """Run both notebooks once; yield {name: cell} plus the lab's URL and paths."""
-    models.require(BASE)
+    require(BASE)
     work = tmp_path_factory.mktemp("cell-errors")
     lab = fl.Lab(work / "lab")
     try:
         no_weights = work / "no-weights"
         no_weights.mkdir()
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
-            shutil.copy2(models.require(BASE) / name, no_weights / name)
+            shutil.copy2(require(BASE) / name, no_weights / name)
         names = list(MISTAKES)
         online = _notebook([SETUP + f"NO_WEIGHTS = {str(no_weights)!r}", *MISTAKES.values()])
         nbclient.NotebookClient(online, timeout=300, kernel_name="python3", allow_errors=True).execute(

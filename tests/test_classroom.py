@@ -38,7 +38,8 @@ import nbformat
 import pytest
 from test_nbgrader_pipeline import hidden_lines, notebook_name, part1_submission, parts, submissions
 
-from vllm_course import config, models
+from vllm_course import config
+from vllm_course.build import require
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +87,8 @@ class Class:
 @pytest.fixture(scope="module")
 def klass():
     """A running JupyterHub with the course config, one instructor and three students; removed after."""
-    weights = models.require(config.BASE_MODEL) / "model.safetensors"
-    assert weights.stat().st_mode & 0o004, (f"{weights} is readable by its owner only (built before models.py made "
+    weights = require(config.BASE_MODEL) / "model.safetensors"
+    assert weights.stat().st_mode & 0o004, (f"{weights} is readable by its owner only (built before the model build made "
                                             f"builds world-readable): `chmod -R a+rX {config.repos_dir()}`")
     assert PROXY.exists(), "configurable-http-proxy missing: run `make class-proxy` (npm install in deploy/)"
     base = Path(tempfile.mkdtemp(prefix="class-", dir="/tmp"))

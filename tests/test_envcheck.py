@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_course import config, envcheck, hub, models
+from vllm_course import build, config, envcheck, hub
 from vllm_course.envcheck import Check, EnvReport, check_environment
 from vllm_course.errors import EnvCheckError
 
@@ -93,7 +93,7 @@ class TestModels:
 
     def test_does_the_table_show_every_quick_repo(self, base_model):
         """Does the offline table show each repo `models build --quick` built as built, the sharded one as optional?"""
-        built = [repo.repo_id for repo in models.build_all(quick=True, log=lambda line: None)]
+        built = [repo.repo_id for repo in build.build_all(quick=True, log=lambda line: None)]
         report = check_environment("offline", endpoint="http://127.0.0.1:9", timeout=1.0)
         assert {repo_id: report.get(repo_id).found for repo_id in built} == dict.fromkeys(built, "built")
         assert report.get(config.SHARDED_MODEL).required is False
@@ -105,7 +105,7 @@ class TestModels:
         assert set(envcheck.REQUIRED_MODELS) <= missing
         assert not report.ok
         awq = report.get(config.AWQ_MODEL)
-        hint = ("run `make models`" if models.wants_awq() else  # not built by default on AVX2 CPUs
+        hint = ("run `make models`" if build.wants_awq() else  # not built by default on AVX2 CPUs
                 "built by default only where vLLM runs 4-bit models: VLLM_COURSE_BUILD_AWQ=1 make models")
         assert (awq.status, awq.required, awq.hint) == ("optional", False, hint)
 

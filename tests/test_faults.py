@@ -17,13 +17,14 @@ import re
 import pytest
 
 import faultlab as fl
-from vllm_course import config, engine, models
+from vllm_course import config, engine
+from vllm_course.build import require
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory):
     """The lab's hub root (course repos hard-linked, BIG = 16 MB of weights), shared by the tests."""
-    models.require(config.BASE_MODEL)
+    require(config.BASE_MODEL)
     return fl.build_root(tmp_path_factory.mktemp("fault-root"))
 
 

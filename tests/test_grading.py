@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from vllm_course import config, models
+from vllm_course import config
+from vllm_course.build import require
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
@@ -82,7 +83,7 @@ class TestGradingChecks:
         from vllm_course import grading
         from vllm_course.errors import GradingCheckError
 
-        source = models.require(config.BASE_MODEL)
+        source = require(config.BASE_MODEL)
         for name in grading.repo_files(config.BASE_MODEL):
             os.link(source / name, tmp_path / name)  # same bytes, no copy
         grading.check_folder_matches_repo(tmp_path, config.BASE_MODEL)

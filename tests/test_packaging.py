@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from vllm_course import config, models
+from vllm_course import build, config
+from vllm_course.hub.repos import file_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ class TestModelBuilder:
 
         before = files()
         lines: list[str] = []
-        built = models.build_all(log=lines.append)
+        built = build.build_all(log=lines.append)
         after = files()
         assert [b.repo_id for b in built if b.rebuilt] == []
         assert all(line.startswith("up to date") for line in lines), lines
@@ -70,13 +71,13 @@ class TestModelBuilder:
 
     def test_does_the_manifest_hold_each_files_sha256(self):
         """Does every manifest hash match the file on disk (so the build is verifiable)?"""
-        for repo in models.build_all(log=lambda _: None):
+        for repo in build.build_all(log=lambda _: None):
             for name, digest in repo.files.items():
-                assert models._sha256(repo.path / name) == digest, f"{repo.repo_id}/{name}"
+                assert file_hashes(repo.path / name)[0] == digest, f"{repo.repo_id}/{name}"
 
     def test_does_each_repo_carry_a_model_card_with_provenance(self):
         """Does every repo's README.md state the license and where its weights came from?"""
-        for repo in models.build_all(log=lambda _: None):
+        for repo in build.build_all(log=lambda _: None):
             card = (repo.path / "README.md").read_text()
             assert "license: apache-2.0" in card
             assert "## Provenance" in card and "source" in card

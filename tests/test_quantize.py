@@ -1,4 +1,4 @@
-"""vllm_course.quantize and its tool script, without a real rebuild.
+"""vllm_course.build.quantize and its tool script, without a real rebuild.
 
 The real tool venv (1.2 GB, ~45 s) and a real quantization (1.5-4.5 min) are exercised by the model
 build; here a fake tool venv (a stamp and a shell script standing in for its Python) checks the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_course import _quantize_tool, quantize
+from vllm_course.build import quantize, quantize_tool
 from vllm_course.errors import ModelBuildError
 
 
@@ -160,8 +160,8 @@ class TestQuantizeFolder:
 
 class TestToolScript:
     def test_does_the_tool_stay_out_of_the_course_package(self):
-        """Does _quantize_tool.py import nothing from vllm_course (the tool venv does not have it)?"""
-        tree = ast.parse(Path(_quantize_tool.__file__).read_text())
+        """Does quantize_tool.py import nothing from vllm_course (the tool venv does not have it)?"""
+        tree = ast.parse(Path(quantize_tool.__file__).read_text())
         modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         modules += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in modules if m.startswith("vllm_course")]
@@ -169,8 +169,8 @@ class TestToolScript:
 
     def test_is_the_calibration_set_fixed_english_prose(self):
         """Are there N_SAMPLES (32) distinct prose paragraphs, the same on every call?"""
-        texts = _quantize_tool.calibration_texts()
-        assert len(texts) == len(set(texts)) == _quantize_tool.N_SAMPLES == 32
-        assert texts == _quantize_tool.calibration_texts()
+        texts = quantize_tool.calibration_texts()
+        assert len(texts) == len(set(texts)) == quantize_tool.N_SAMPLES == 32
+        assert texts == quantize_tool.calibration_texts()
         assert all(300 <= len(t) <= 2000 and ">>>" not in t for t in texts)
         assert sum(" the " in t for t in texts) > 0.75 * len(texts)  # English prose

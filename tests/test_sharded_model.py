@@ -13,14 +13,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import greedy_answer
-from vllm_course import config, formats, models
+from vllm_course import build, config, formats
 
 INDEX = "model.safetensors.index.json"
 
 
 @pytest.fixture(scope="session")
 def sharded_model() -> Path:
-    return models.require(config.SHARDED_MODEL)
+    return build.require(config.SHARDED_MODEL)
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -63,7 +63,7 @@ class TestTheBuild:
 
     def test_is_the_build_recorded_with_its_provenance(self, sharded_model):
         """Does the manifest record the shards, the index and how they were made?"""
-        assert models.is_built(config.SHARDED_MODEL)
+        assert build.is_built(config.SHARDED_MODEL)
         entry = json.loads((config.repos_dir() / "manifest.json").read_text())[config.SHARDED_MODEL]
         assert {INDEX, *(p.name for p in _shards(sharded_model))} <= set(entry["files"])
         assert "save_torch_state_dict" in entry["provenance"]["conversion"]

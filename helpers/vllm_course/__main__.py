@@ -13,12 +13,13 @@ from .errors import CourseError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import envcheck, grade_cli, models
+    from . import envcheck, grade_cli
+    from .build import cli as build_cli
     from .hub import cli as hub_cli
 
     parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
     areas = parser.add_subparsers(dest="area", required=True)
-    models.add_commands(areas)
+    build_cli.add_commands(areas)
     hub_cli.add_commands(areas)
     envcheck.add_commands(areas)
     grade_cli.add_commands(areas)

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import config, models
+from . import build, config
 from .errors import ModelNotBuiltError
 
 ALL_REPOS = config.COURSE_MODELS      # what `models status` lists, in build order
@@ -71,12 +71,12 @@ def start(*, awq: bool | None = None) -> int:
 def status() -> str:
     """One line per course repo (built / building / not built) and the background build's state."""
     pid = running_pid()
-    building = pid is not None or models.build_running()
+    building = pid is not None or build.build_running()
     lines = []
     for repo_id in ALL_REPOS:
-        if models.is_built(repo_id):
+        if build.is_built(repo_id):
             state = "built"
-        elif repo_id == config.AWQ_MODEL and not models.wants_awq():
+        elif repo_id == config.AWQ_MODEL and not build.wants_awq():
             state = "not built: only where 4-bit runs (VLLM_COURSE_BUILD_AWQ=1 make models)"
         elif building:
             state = "building"
@@ -97,24 +97,24 @@ def wait_for(repo_id: str, *, timeout: float = 1800) -> Path:
         ModelNotBuiltError: it is not built and no build is running (the message says how to
             build it), or it was not built within `timeout` seconds.
     """
-    if models.is_built(repo_id):
-        return models.repo_path(repo_id)
-    if not models.build_running():
+    if build.is_built(repo_id):
+        return config.repo_path(repo_id)
+    if not build.build_running():
         raise ModelNotBuiltError(f"{repo_id} is not built and no build is running: run `make models` "
                                  "in a terminal (GPTQ and AWQ take a few minutes each), then run this cell again.")
     from tqdm.auto import tqdm
 
     start = time.monotonic()
     with tqdm(total=EXPECTED_SECONDS.get(repo_id, 240), desc=f"waiting for {repo_id}", unit="s") as bar:
-        while not models.is_built(repo_id):
-            if not models.build_running() or time.monotonic() - start > timeout:
+        while not build.is_built(repo_id):
+            if not build.build_running() or time.monotonic() - start > timeout:
                 raise ModelNotBuiltError(f"the background build stopped before {repo_id} was built: see "
                                          f"{log_path()}, then run `make models`.")
             time.sleep(2)
             bar.n = min(bar.total, int(time.monotonic() - start))
             bar.refresh()
         bar.n = bar.total
-    return models.repo_path(repo_id)
+    return config.repo_path(repo_id)
 
 
 def _last_log_line() -> str:
@@ -130,7 +130,7 @@ def _run(awq: bool | None) -> int:
     from tqdm import tqdm
 
     pid_path().write_text(str(os.getpid()))
-    total = len(ALL_REPOS) - (0 if (models.wants_awq() if awq is None else awq) else 1)
+    total = len(ALL_REPOS) - (0 if (build.wants_awq() if awq is None else awq) else 1)
     with tqdm(total=total, desc="course models", unit="repo", file=sys.stderr) as bar:
         def log(line: str) -> None:
             print(line, flush=True)
@@ -140,7 +140,7 @@ def _run(awq: bool | None) -> int:
                 bar.set_postfix_str(line.split()[-2] if line.startswith("building") else "")
 
         try:
-            models.build_all(awq=awq, log=log)
+            build.build_all(awq=awq, log=log)
         finally:
             pid_path().unlink(missing_ok=True)
     return 0

@@ -108,9 +108,9 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     if profile not in {"offline", "online"}:
         raise ValueError(f"profile={profile!r} is unknown: use 'offline' (course hub) or 'online' (real Hub).")
     if profile == "offline":
-        from . import models
+        from .build import require
 
-        models.require(config.BASE_MODEL)
+        require(config.BASE_MODEL)
         names = {"base": config.BASE_MODEL, "bin": config.BIN_MODEL, "pt": config.PT_MODEL,
                  "gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL, "w8a8": config.W8A8_MODEL}
     else:

@@ -231,14 +231,14 @@ def hub_check(profile: str, endpoint: str | None = None, timeout: float = 3.0) -
 
 def model_check(repo_id: str, *, required: bool = True) -> Check:
     """Check that a course model repo is built (its config.json exists under the repos folder)."""
-    from . import models
+    from .build import wants_awq
 
-    if (models.repo_path(repo_id) / "config.json").is_file():
+    if (config.repo_path(repo_id) / "config.json").is_file():
         return Check(repo_id, True, "built", required=required)
     hint = "run `make models`"
     if repo_id == config.AWQ_MODEL and config.BUILD_AWQ is False:
         hint = "VLLM_COURSE_BUILD_AWQ=0 skips it: unset it and run `make models`"
-    elif repo_id == config.AWQ_MODEL and not models.wants_awq():
+    elif repo_id == config.AWQ_MODEL and not wants_awq():
         hint = "built by default only where vLLM runs 4-bit models: VLLM_COURSE_BUILD_AWQ=1 make models"
     return Check(repo_id, False, "not built", hint, required=required)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from . import models
+from .build import require
 from . import hub
 from .errors import GradingCheckError, HubUnreachableError
 from .hub import HubHandle, HubStats
@@ -144,7 +144,7 @@ def check_blobs(snapshot: CachedSnapshot) -> None:
     Raises:
         GradingCheckError: a link points elsewhere, a blob is corrupt, or its bytes are not the repo's.
     """
-    source = models.require(snapshot.repo_id)
+    source = require(snapshot.repo_id)
     for name, blob in sorted(snapshot.blobs.items()):
         link = snapshot.path / name
         if link.resolve() != blob.resolve():
@@ -158,7 +158,7 @@ def check_blobs(snapshot: CachedSnapshot) -> None:
 
 def repo_files(repo_id: str) -> tuple[str, ...]:
     """Files of a built course repo (what the hub lists for it), as paths relative to the repo."""
-    root = models.require(repo_id)
+    root = require(repo_id)
     return tuple(sorted(str(p.relative_to(root)) for p in root.rglob("*")
                         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)))
 
@@ -169,7 +169,7 @@ def check_folder_matches_repo(folder: str | os.PathLike[str], repo_id: str) -> N
     Raises:
         GradingCheckError: a file is missing, is a link into the HF cache, or differs from the repo's.
     """
-    folder, source = Path(folder), models.require(repo_id)
+    folder, source = Path(folder), require(repo_id)
     for name in repo_files(repo_id):
         mine = folder / name
         if not mine.is_file():
@@ -553,7 +553,7 @@ def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
 
     from .engine import rss_bytes
 
-    snapshot = models.require(repo_id)  # the files the hub serves for it
+    snapshot = require(repo_id)  # the files the hub serves for it
     copy = Path(tempfile.mkdtemp(prefix="graded-")) / "model-under-test"
     copy.mkdir()
     for item in snapshot.iterdir():

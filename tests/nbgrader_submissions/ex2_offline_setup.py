@@ -205,11 +205,11 @@ WRONG_PROCESS = {
 import shutil
 from pathlib import Path
 
-from vllm_course import models
+from vllm_course import config
 
 
 def predownload(repo_id, local_dir):
-    shutil.copytree(models.require(repo_id), local_dir, dirs_exist_ok=True)
+    shutil.copytree(config.repo_path(repo_id), local_dir, dirs_exist_ok=True)
     return Path(local_dir)
 ''',
     "offline_process": '''\

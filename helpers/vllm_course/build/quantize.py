@@ -2,7 +2,7 @@
 
 The quantizer (gptqmodel 7.7.0) asks for a newer torch and transformers than vLLM's CPU build can
 take, so it lives in its own venv under the course home, built once from a pinned recipe. The
-course venv only starts it as a subprocess (`_quantize_tool.py`) and never imports it.
+course venv only runs `quantize_tool.py` there, by file path, and never imports gptqmodel.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from . import config
-from .errors import ModelBuildError
+from .. import config
+from ..errors import ModelBuildError
 
 Method = Literal["gptq", "awq"]
 METHODS: tuple[str, ...] = ("gptq", "awq")
@@ -28,8 +28,8 @@ METHODS: tuple[str, ...] = ("gptq", "awq")
 TORCH = "torch==2.13.0+cpu"
 GPTQMODEL = "gptqmodel==7.7.0"
 
-# The recipe measured on a 2-core CPU box (see COURSE_DESIGN.md): torch/transformers as in the
-# course venv, gptqmodel WITHOUT its deps (it pins torch>=2.14.1, transformers>=5.20.2), then its
+# The recipe measured on a 2-core CPU box: torch/transformers as in the course venv,
+# gptqmodel WITHOUT its deps (it pins torch>=2.14.1, transformers>=5.20.2), then its
 # light deps with torch held at the pin.
 _STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("torch, transformers, accelerate, safetensors",
@@ -58,13 +58,11 @@ _LOCK: tuple[str, ...] = (
 )
 
 STAMP_NAME = ".course-recipe"
-_TOOL_SCRIPT = Path(__file__).with_name("_quantize_tool.py")
+_TOOL_SCRIPT = Path(__file__).with_name("quantize_tool.py")  # run by path in the tool venv
 # Files a loadable folder needs besides weights and config.json; copied from src if missing.
 _COPY_IF_MISSING = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
                     "chat_template.jinja", "generation_config.json")
-# gptqmodel's per-layer log: timings make it differ on every build, and vLLM does not read it.
-_DROP = ("quant_log.csv",)
 
 
 def tool_venv_dir() -> Path:
@@ -73,53 +71,24 @@ def tool_venv_dir() -> Path:
 
 
 def recipe_hash() -> str:
-    """Hash of the tool venv recipe and this Python's version: a change means a rebuild.
-
-    Returns:
-        A short hex digest.
-    """
+    """Short hash of the tool venv recipe and this Python's version: a change means a rebuild."""
     recipe = {"python": list(sys.version_info[:2]), "steps": _STEPS, "lock": _LOCK}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _run_logged(cmd: list[str], what: str) -> None:
-    """Run `cmd`, raise ModelBuildError with the tail of its output if it fails."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        exc = subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
-        raise ModelBuildError(
-            f"{what} failed (exit {proc.returncode}); check network access to the package index "
-            f"and disk space, then retry. Last output: {_tail(proc.stderr or proc.stdout)}"
-        ) from exc
-
-
-def _tail(text: str, lines: int = 5) -> str:
-    """The last non-empty lines of `text`, ANSI colours removed, joined on one line."""
-    clean = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", l).strip() for l in text.splitlines()]
-    # pip warns about every unreachable index location; those lines bury the real error.
-    clean = [l for l in clean if l and not l.startswith("WARNING: Location")]
-    return " | ".join(clean[-lines:]) or "(no output)"
-
-
 def ensure_tool_venv() -> Path:
-    """Create the quantizer's isolated venv once (pinned recipe); later calls do nothing.
+    """Create the quantizer's venv once; return its Python.
 
-    A stamp file holds the recipe's hash; when it matches, nothing is installed. A missing or
-    stale stamp (first run, interrupted build, changed recipe) rebuilds the venv from scratch.
-
-    Returns:
-        The path of the tool venv's Python interpreter.
+    A stamp file holds the recipe's hash: when it matches, nothing is installed; a missing or stale
+    one (first run, interrupted build, changed recipe) rebuilds the venv from scratch.
 
     Raises:
-        ModelBuildError: If creating the venv or a pip install fails.
+        ModelBuildError: creating the venv or a pip install failed.
     """
     venv = tool_venv_dir()
-    python = venv / "bin" / "python"
-    stamp = venv / STAMP_NAME
-    wanted = recipe_hash()
+    python, stamp, wanted = venv / "bin" / "python", venv / STAMP_NAME, recipe_hash()
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return python
-
     print(f"Building the quantizer's tool venv in {venv} (once, ~1 min)...", flush=True)
     start = time.perf_counter()
     if venv.exists():
@@ -137,6 +106,77 @@ def ensure_tool_venv() -> Path:
     return python
 
 
+def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
+    """Quantize the model folder `src` (config.json, *.safetensors, tokenizer) to 4-bit into `dst`.
+
+    Runs `quantize_tool.py` in the tool venv (built on first use) into a temporary folder that then
+    replaces `dst` whole. Returns the settings used, for the model card. The tool's log is
+    `<course home>/logs/quantize-<method>.log`.
+
+    Raises:
+        ModelBuildError: unknown method, `src` is not a model folder, the tool venv cannot be built,
+            or the quantizer failed (the message ends with the last lines of its output).
+    """
+    if method not in METHODS:
+        raise ModelBuildError(f"Unknown quantization method {method!r}: use one of {', '.join(METHODS)}.")
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    _check_source(src)
+    python = ensure_tool_venv()
+
+    start = time.perf_counter()
+    log = config.course_home() / "logs" / f"quantize-{method}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+    out, report = work / "model", work / "report.json"
+    # TERM=dumb: gptqmodel's progress bars (logbar) log plain lines instead of redrawing (a 3.5 MB log).
+    # Its compiled CPU extension and cache stay inside the tool venv, not in ~/.cache.
+    env = dict(os.environ, GPTQMODEL_CPU_WORKERS="2", HF_HUB_OFFLINE="1", PYTHONHASHSEED="0", TERM="dumb",
+               GPTQMODEL_TORCH_EXTENSIONS_DIR=str(python.parent.parent / "torch_extensions"),
+               GPTQMODEL_CACHE_DIR=str(python.parent.parent / "gptqmodel_cache"))
+    cmd = [str(python), str(_TOOL_SCRIPT), "--method", method, "--src", str(src),
+           "--dst", str(out), "--report", str(report)]
+    print(f"Quantizing {src.name} to {method.upper()} 4-bit on CPU (3-7 min on 2 cores); log: {log}", flush=True)
+    try:
+        with log.open("w") as log_file:  # cwd: gptqmodel writes its own logs/ folder there
+            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+        if proc.returncode != 0:
+            raise ModelBuildError(
+                f"{method.upper()} quantization of {src} failed (exit {proc.returncode}); full log in "
+                f"{log}. Last lines: {_tail(log.read_text(errors='replace'))}"
+            ) from subprocess.CalledProcessError(proc.returncode, cmd)
+        _complete_folder(out, src)
+        settings: dict[str, Any] = json.loads(report.read_text())
+        _replace_dir(out, dst)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    settings["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"  {method.upper()} done in {settings['seconds']:.0f} s: {dst}", flush=True)
+    return settings
+
+
+# ---------------------------------------------------------------- private helpers
+
+
+def _run_logged(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ModelBuildError(
+            f"{what} failed (exit {proc.returncode}); check network access to the package index "
+            f"and disk space, then retry. Last output: {_tail(proc.stderr or proc.stdout)}"
+        ) from subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    """The last non-empty lines of `text`, ANSI colours removed, joined on one line.
+
+    pip's warnings about unreachable index locations are dropped: they bury the real error.
+    """
+    clean = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", l).strip() for l in text.splitlines()]
+    clean = [l for l in clean if l and not l.startswith("WARNING: Location")]
+    return " | ".join(clean[-lines:]) or "(no output)"
+
+
 def _check_source(src: Path) -> None:
     """Fail fast, before any install, if `src` is not a model folder the quantizer can read."""
     if not src.is_dir():
@@ -152,12 +192,14 @@ def _check_source(src: Path) -> None:
 
 
 def _complete_folder(out: Path, src: Path) -> None:
-    """Copy tokenizer/chat/generation files the quantizer dropped, drop its log, check the result."""
+    """Copy the files the quantizer dropped, delete its log, check the result.
+
+    gptqmodel's quant_log.csv holds per-layer timings (different on every build); vLLM does not read it.
+    """
     for name in _COPY_IF_MISSING:
         if (src / name).is_file() and not (out / name).exists():
             shutil.copy2(src / name, out / name)
-    for name in _DROP:
-        (out / name).unlink(missing_ok=True)
+    (out / "quant_log.csv").unlink(missing_ok=True)
     cfg_path = out / "config.json"
     if not cfg_path.is_file() or "quantization_config" not in json.loads(cfg_path.read_text()):
         raise ModelBuildError(f"The quantizer wrote no config.json with quantization_config in {out}; "
@@ -168,71 +210,9 @@ def _complete_folder(out: Path, src: Path) -> None:
 
 def _replace_dir(new: Path, dst: Path) -> None:
     """Move `new` to `dst`, replacing an older `dst` with no moment where a half folder is visible."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}") if dst.exists() else None
+    if old:
         dst.rename(old)
     new.rename(dst)
-    if old is not None:
+    if old:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
-    """Quantize the model folder `src` to 4-bit GPTQ or AWQ (group size 64) into `dst`, on CPU.
-
-    Runs `_quantize_tool.py` in the tool venv (built on first use). The result is written to a
-    temporary folder next to `dst` and renamed at the end, so an interrupted build leaves no half
-    folder. The tool's full log is kept in `<course home>/logs/quantize-<method>.log`.
-
-    Args:
-        method: "gptq" or "awq".
-        src: A Hugging Face model folder (config.json, *.safetensors, tokenizer files).
-        dst: The folder to create (replaced if it exists).
-
-    Returns:
-        The settings used, for a model card: tool, tool_version, method, format, bits, group_size,
-        sym, desc_act, calibration_source, calibration_count, seed, seconds (the whole run).
-
-    Raises:
-        ModelBuildError: If the method is unknown, `src` is not a model folder, the tool venv cannot
-            be built, or the quantizer fails (the message ends with the last lines of its output).
-    """
-    if method not in METHODS:
-        raise ModelBuildError(f"Unknown quantization method {method!r}: use one of {', '.join(METHODS)}.")
-    src, dst = Path(src).resolve(), Path(dst).resolve()
-    _check_source(src)
-    python = ensure_tool_venv()
-
-    start = time.perf_counter()
-    log_dir = config.course_home() / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"quantize-{method}.log"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
-    out, report = work / "model", work / "report.json"
-    # TERM=dumb: gptqmodel's progress bars (logbar) log plain lines instead of redrawing (a 3.5 MB log).
-    env = dict(os.environ, GPTQMODEL_CPU_WORKERS="2", HF_HUB_OFFLINE="1", PYTHONHASHSEED="0", TERM="dumb",
-               # Keep gptqmodel's compiled CPU extension inside the tool venv, not in ~/.cache.
-               GPTQMODEL_TORCH_EXTENSIONS_DIR=str(python.parent.parent / "torch_extensions"),
-               GPTQMODEL_CACHE_DIR=str(python.parent.parent / "gptqmodel_cache"))
-    cmd = [str(python), str(_TOOL_SCRIPT), "--method", method, "--src", str(src),
-           "--dst", str(out), "--report", str(report)]
-    print(f"Quantizing {src.name} to {method.upper()} 4-bit on CPU (3-7 min on 2 cores); log: {log}", flush=True)
-    try:
-        with log.open("w") as log_file:
-            # cwd: gptqmodel writes its own logs/ folder into the working directory.
-            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
-        if proc.returncode != 0:
-            exc = subprocess.CalledProcessError(proc.returncode, cmd)
-            raise ModelBuildError(
-                f"{method.upper()} quantization of {src} failed (exit {proc.returncode}); full log in "
-                f"{log}. Last lines: {_tail(log.read_text(errors='replace'))}"
-            ) from exc
-        _complete_folder(out, src)
-        settings: dict[str, Any] = json.loads(report.read_text())
-        _replace_dir(out, dst)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    settings["seconds"] = round(time.perf_counter() - start, 1)
-    print(f"  {method.upper()} done in {settings['seconds']:.0f} s: {dst}", flush=True)
-    return settings

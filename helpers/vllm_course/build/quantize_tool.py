@@ -1,13 +1,11 @@
-"""Quantize a model folder to 4-bit GPTQ or AWQ with gptqmodel (runs INSIDE the tool venv).
+"""Quantize a model folder to 4-bit GPTQ or AWQ with gptqmodel; runs INSIDE the tool venv.
 
-This script is started by `vllm_course.quantize` with the tool venv's Python. It must not import
-`vllm_course`: the tool venv has gptqmodel and its own torch/transformers, not the course package.
+`quantize.py` starts it by file path with the tool venv's Python, which has gptqmodel and its own
+torch/transformers but not `vllm_course`: so this script imports nothing from the course package.
 
-Usage:
-    python _quantize_tool.py --method gptq --src SRC --dst DST --report REPORT.json
+    python quantize_tool.py --method gptq --src SRC --dst DST --report REPORT.json
 
-It writes the quantized model to DST and a JSON report of the settings it used to REPORT.json.
-Everything is seeded and the calibration text is fixed, so two runs give the same settings.
+Seeded, with a fixed calibration text: two runs use the same settings.
 """
 
 from __future__ import annotations
@@ -34,17 +32,10 @@ CALIBRATION_SOURCE = "pydoc_data.topics (Python language reference shipped with 
 
 
 def calibration_texts(n: int = N_SAMPLES, seed: int = SEED) -> list[str]:
-    """Pick `n` English prose paragraphs from the Python reference in the standard library.
-
-    Args:
-        n: How many paragraphs to return.
-        seed: Seed of the (stable) sample, so every run calibrates on the same texts.
-
-    Returns:
-        The paragraphs, each with its line wraps joined into one line.
+    """`n` English prose paragraphs of the Python reference in the standard library, a seeded sample.
 
     Raises:
-        ValueError: If the standard library has fewer than `n` suitable paragraphs.
+        ValueError: the standard library has fewer than `n` suitable paragraphs.
     """
     from pydoc_data.topics import topics
 
@@ -66,14 +57,7 @@ def calibration_texts(n: int = N_SAMPLES, seed: int = SEED) -> list[str]:
 
 
 def quant_config(method: str) -> Any:
-    """Build gptqmodel's config for `method` ("gptq" or "awq"), 4-bit, group size 64.
-
-    Args:
-        method: "gptq" or "awq".
-
-    Returns:
-        A gptqmodel `GPTQConfig` or `AWQConfig` (AWQ is written in the GEMM format vLLM reads).
-    """
+    """gptqmodel's `GPTQConfig` or `AWQConfig` (GEMM format, what vLLM reads), 4-bit, group size 64."""
     from gptqmodel import AWQConfig, GPTQConfig
 
     # offload_to_disk=False: a 135M model fits in memory, and the default would write a random
@@ -84,29 +68,8 @@ def quant_config(method: str) -> Any:
     return AWQConfig(format="gemm", **common)
 
 
-def seed_everything(seed: int = SEED) -> None:
-    """Seed Python, NumPy and torch.
-
-    Args:
-        seed: The seed.
-    """
-    import numpy
-    import torch
-
-    random.seed(seed)
-    numpy.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Quantize, save and write the report.
-
-    Args:
-        argv: Command-line arguments (default: sys.argv[1:]).
-
-    Returns:
-        The exit status (0 on success; failures raise and exit non-zero with a traceback).
-    """
+    """Quantize `--src` into `--dst` and write the settings used to `--report`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=["gptq", "awq"], required=True)
     parser.add_argument("--src", type=Path, required=True)
@@ -115,33 +78,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    seed_everything()
+    import numpy
+    import torch
+
+    random.seed(SEED)
+    numpy.random.seed(SEED)
+    torch.manual_seed(SEED)
     texts = calibration_texts()
 
     import gptqmodel
-    import torch
     from gptqmodel import GPTQModel
 
     model = GPTQModel.load(str(args.src), quant_config(args.method), device="cpu", dtype=torch.bfloat16)
     model.quantize(texts, batch_size=1)
     model.save(str(args.dst))
 
-    report = {
-        "tool": "gptqmodel",
-        "tool_version": gptqmodel.__version__,
-        "torch_version": torch.__version__,
-        "method": args.method,
-        "format": "gemm" if args.method == "awq" else "gptq",
-        "bits": BITS,
-        "group_size": GROUP_SIZE,
-        "sym": SYM[args.method],
-        "desc_act": DESC_ACT,
-        "calibration_source": CALIBRATION_SOURCE,
-        "calibration_count": len(texts),
-        "seed": SEED,
-        "cpu_workers": os.environ.get("GPTQMODEL_CPU_WORKERS"),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    report = {"tool": "gptqmodel", "tool_version": gptqmodel.__version__, "torch_version": torch.__version__,
+              "method": args.method, "format": "gemm" if args.method == "awq" else "gptq", "bits": BITS,
+              "group_size": GROUP_SIZE, "sym": SYM[args.method], "desc_act": DESC_ACT,
+              "calibration_source": CALIBRATION_SOURCE, "calibration_count": len(texts), "seed": SEED,
+              "cpu_workers": os.environ.get("GPTQMODEL_CPU_WORKERS"), "seconds": round(time.perf_counter() - start, 1)}
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -1,0 +1,213 @@
+"""Build the course model repos (CLI: `python -m vllm_course models build|list|status`, `cli.py`).
+
+Writes `config.COURSE_MODELS` under `config.repos_dir()`, each by its function in `recipes.py`.
+`manifest.json` beside the repos records each file's sha256 and the recipe version: a repo whose
+files match it is not rebuilt. Each repo is written to a hidden folder and renamed into place, so
+an interrupted build never leaves half a repo. Lessons never need this package: `config.repo_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import config
+from ..config import repo_path
+from ..errors import ModelBuildError, ModelNotBuiltError
+from ..hub.repos import file_hashes
+from . import recipes
+
+RECIPE_VERSION = "2"  # bump when a build step changes what it writes (2: 32 calibration texts, W8A8)
+
+
+@dataclass(frozen=True)
+class BuiltRepo:
+    """One course model repo on disk."""
+
+    repo_id: str
+    path: Path
+    files: dict[str, str]  # file name -> sha256
+    rebuilt: bool
+
+
+def require(repo_id: str) -> Path:
+    """Return the folder of a built course repo.
+
+    Raises:
+        ModelNotBuiltError: the repo has not been built; the message says how to build it.
+    """
+    path = repo_path(repo_id)
+    if not (path / "config.json").is_file():
+        raise ModelNotBuiltError(
+            f"{repo_id} is not built in {config.repos_dir()}: run `make models` "
+            "(or `python -m vllm_course models build`)."
+        )
+    return path
+
+
+def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = False,
+              log: Callable[[str], None] = print) -> list[BuiltRepo]:
+    """Build every course repo that is missing or out of date; return them all.
+
+    One build at a time: a second one (`make test` during `make lab`'s background build) waits for
+    the first, then finds its repos up to date.
+
+    Args:
+        awq: build the AWQ variant too (default: `config.BUILD_AWQ`, else where 4-bit runs).
+        force: rebuild even when the manifest says a repo is up to date.
+        quick: only `config.QUICK_MODELS` (seconds), not GPTQ/AWQ (minutes).
+        log: where progress lines go.
+
+    Raises:
+        ModelBuildError: a step failed; the message names it and what to try.
+    """
+    awq = wants_awq() if awq is None else awq
+    wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
+    built = []
+    with _build_lock(log):
+        manifest = read_manifest()
+        for repo_id in wanted:
+            rebuild = force or not _up_to_date(repo_id, manifest.get(repo_id))
+            if rebuild:
+                log(f"building    {repo_id} ...")
+                start = time.perf_counter()
+                files, provenance = _build_into_place(repo_id)
+                provenance["build_seconds"] = round(time.perf_counter() - start, 1)
+                manifest[repo_id] = {"recipe": RECIPE_VERSION, "files": files, "provenance": provenance}
+                _write_manifest(manifest)
+                log(f"built       {repo_id} in {provenance['build_seconds']:.0f} s")
+            else:
+                _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
+                log(f"up to date  {repo_id}")
+            built.append(BuiltRepo(repo_id, repo_path(repo_id), manifest[repo_id]["files"], rebuilt=rebuild))
+    return built
+
+
+def wants_awq() -> bool:
+    """Build AWQ? `VLLM_COURSE_BUILD_AWQ` when set, else only where vLLM can run 4-bit (no AVX2 CPU)."""
+    if config.BUILD_AWQ is not None:
+        return config.BUILD_AWQ
+    from ..machine import cpu_isa, has_gpu
+
+    return has_gpu() or cpu_isa() != "AVX2"
+
+
+def build_lock_path() -> Path:
+    """The file a running build holds locked (flock): one build at a time."""
+    return config.repos_dir() / ".build.lock"
+
+
+def build_running() -> bool:
+    """True while some process builds course models (it holds the build lock)."""
+    path = build_lock_path()
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def is_built(repo_id: str) -> bool:
+    """True when the manifest records `repo_id` at the current recipe with all its files."""
+    return _up_to_date(repo_id, read_manifest().get(repo_id))
+
+
+def read_manifest() -> dict:
+    """`manifest.json`: repo id -> {recipe, files (name -> sha256), provenance}; {} before any build."""
+    try:
+        return json.loads((config.repos_dir() / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------- private helpers
+
+
+@contextlib.contextmanager
+def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
+    """Hold the build lock for the whole build; wait when another build holds it."""
+    path = build_lock_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting     for another model build to finish (`python -m vllm_course models status`)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_manifest(manifest: dict) -> None:
+    path = config.repos_dir() / "manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _up_to_date(repo_id: str, entry: dict | None) -> bool:
+    """Recipe unchanged and every recorded file present with its recorded size."""
+    if not entry or entry.get("recipe") != RECIPE_VERSION:
+        return False
+    folder = repo_path(repo_id)
+    on_disk = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    return on_disk == set(entry["files"]) and all(
+        (folder / name).stat().st_size == entry["provenance"]["sizes"][name] for name in entry["files"]
+    )
+
+
+def _recipe(repo_id: str) -> Callable[[Path], dict]:
+    """The function that writes `repo_id` into a folder; all but the base start from the base repo."""
+    if repo_id == config.BASE_MODEL:
+        return recipes.build_base
+    base = require(config.BASE_MODEL)
+    return {
+        config.BIN_MODEL: lambda dst: recipes.build_single_file(dst, base, "pytorch_model.bin"),
+        config.PT_MODEL: lambda dst: recipes.build_single_file(dst, base, "model.pt"),
+        config.W8A8_MODEL: lambda dst: recipes.build_w8a8(dst, base),
+        config.SHARDED_MODEL: lambda dst: recipes.build_sharded(dst, base),
+        config.GPTQ_MODEL: lambda dst: recipes.build_quantized(dst, base, "gptq"),
+        config.AWQ_MODEL: lambda dst: recipes.build_quantized(dst, base, "awq"),
+    }[repo_id]
+
+
+def _build_into_place(repo_id: str) -> tuple[dict[str, str], dict]:
+    dst = repo_path(repo_id)
+    tmp = dst.with_name(f".{dst.name}.partial")  # hidden: the hub does not list it as a repo
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        provenance = _recipe(repo_id)(tmp)
+        (tmp / "README.md").write_text(recipes.model_card(repo_id, provenance))
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, ModelBuildError):
+            raise
+        raise ModelBuildError(f"building {repo_id} failed: {exc}. Fix the cause and run `make models` again.") from exc
+    _readable_by_all(tmp)
+    files = {p.name: file_hashes(p)[0] for p in sorted(tmp.iterdir())}
+    provenance["sizes"] = {p.name: p.stat().st_size for p in tmp.iterdir()}
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return files, provenance
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Make a repo's files readable by every user (some writers use private 0600 temp files)."""
+    for p in folder.iterdir():
+        if p.is_file() and p.stat().st_mode & 0o444 != 0o444:
+            p.chmod(p.stat().st_mode | 0o444)
