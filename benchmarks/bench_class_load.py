@@ -173,8 +173,7 @@ def report(load: ClassLoad) -> str:
         f"mirror RSS         {_mib(load.mirror_rss_start)} MiB once started, peak {_mib(load.mirror_rss_peak)} MiB (VmHWM)",
         f"errors             {len(load.errors)} of {n} clients; answers >= 400: mirror {load.mirror.errors}, "
         f"upstream {load.upstream.errors}",
-        "hub log errors     " + "; ".join(f"{name} {sum(c.values())}" + (f" ({', '.join(f'{k} x{v}' for k, v in c.items())})" if c else "")
-                                          for name, c in load.hub_log_errors.items()),
+        "hub log errors     " + "; ".join(_named_counts(name, c) for name, c in load.hub_log_errors.items()),
         f"client retries     {load.client_retries} (huggingface_hub's 'Trying to resume download')",
         f"sha256             {'all right' if not load.wrong and not load.errors else 'WRONG'}: "
         f"{n - len(load.wrong) - len(load.errors)} of {n} clients got every file with the upstream's sha256",
@@ -237,7 +236,7 @@ class _RetryCounter(logging.Handler):
 
 
 def _log_errors(log_file: Path | None) -> Counter[str]:
-    """Exception name -> how often a traceback in a hub's log ends with it."""
+    """Exception name -> how many exception lines of that name a hub's log holds (chained ones too)."""
     try:
         text = log_file.read_text(encoding="utf-8", errors="replace") if log_file else ""
     except OSError:
@@ -246,6 +245,11 @@ def _log_errors(log_file: Path | None) -> Counter[str]:
 
 
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Timeout|Exit)\w*)(?::|$)", re.MULTILINE)
+
+
+def _named_counts(name: str, counts: Counter[str]) -> str:
+    kinds = ", ".join(f"{kind} x{n}" for kind, n in counts.most_common())
+    return f"{name} {sum(counts.values())}" + (f" ({kinds})" if kinds else "")
 
 
 def _gets(stats: HubStats, repo_id: str, path: str) -> int:

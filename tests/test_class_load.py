@@ -45,10 +45,12 @@ def class_load(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> be
 
 class TestTwentyLearnersThroughOneMirror:
     def test_did_every_client_finish_without_error(self, class_load):
-        """Did all 20 snapshot_downloads return, and did neither hub answer any request with an error?"""
+        """Did all 20 snapshot_downloads return, did neither hub answer any request with an error, and
+        does neither hub's log hold an exception?"""
         assert [c.error for c in class_load.errors] == []
         assert len(class_load.clients) == CLIENTS
         assert (class_load.mirror.errors, class_load.upstream.errors) == (0, 0)
+        assert class_load.hub_log_errors == {"mirror": {}, "upstream": {}}
 
     def test_did_every_client_get_every_file_with_the_upstreams_sha256(self, class_load):
         """Does each client's snapshot hold exactly the upstream's files, each with its sha256?"""
