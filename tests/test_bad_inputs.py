@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 import faultlab as fl
-from vllm_course import config, diagnose
+from vllm_course import config, diagnose, formats, machine
 from vllm_course.build import require
 
 BASE, BIN, GPTQ = config.BASE_MODEL, config.BIN_MODEL, config.GPTQ_MODEL
@@ -135,7 +135,7 @@ class TestCacheNotWritable:
 
 
 class TestGpuKernels:
-    """The rules are vLLM 0.32's; the messages are built by a pure function, so they are checked here on CPU."""
+    """The rules are vLLM 0.32's (machine.py); the messages are built by a pure function, so they are checked here on CPU."""
 
     @pytest.mark.parametrize(("case", "message"), [
         (("gptq", "bfloat16", 70, "Tesla V100"),
@@ -155,7 +155,7 @@ class TestGpuKernels:
     ])
     def test_does_each_combination_get_the_kernels_reason(self, case, message):
         """Does each (method, dtype, capability) get vLLM's real constraint, or None when it runs?"""
-        assert diagnose.gpu_quantization_problem(*case) == message
+        assert machine.gpu_quantization_problem(*case) == message
 
     def test_do_the_rules_match_the_installed_vllm(self):
         """Are the capabilities and dtypes the messages quote the ones vLLM 0.32's kernels declare?"""
@@ -165,10 +165,10 @@ class TestGpuKernels:
         from vllm.model_executor.layers.quantization.auto_awq import AutoAWQConfig
         from vllm.model_executor.layers.quantization.auto_gptq import AutoGPTQConfig
 
-        assert MarlinLinearKernel.get_min_capability() == diagnose.MARLIN_MIN_CAPABILITY
-        assert ExllamaLinearKernel.get_min_capability() == diagnose.METHOD_MIN_CAPABILITY["gptq"]
-        assert AutoGPTQConfig.get_min_capability() == diagnose.METHOD_MIN_CAPABILITY["gptq"]
-        assert AutoAWQConfig.get_min_capability() == diagnose.METHOD_MIN_CAPABILITY["awq"]
+        assert MarlinLinearKernel.get_min_capability() == machine.MARLIN_MIN_CAPABILITY
+        assert ExllamaLinearKernel.get_min_capability() == machine.METHOD_MIN_CAPABILITY["gptq"]
+        assert AutoGPTQConfig.get_min_capability() == machine.METHOD_MIN_CAPABILITY["gptq"]
+        assert AutoAWQConfig.get_min_capability() == machine.METHOD_MIN_CAPABILITY["awq"]
         for cls in (AutoGPTQConfig, AutoAWQConfig):
             assert cls.get_supported_act_dtypes() == [torch.float16, torch.bfloat16]
 
@@ -189,7 +189,7 @@ class TestGpuKernels:
             LLM(model=str(gptq_model), dtype="float32")
         advice = diagnose.advise(info.value)
         assert type(advice).__name__ == "GpuQuantizationError"
-        assert str(advice) == diagnose.gpu_quantization_problem("gptq", "float32", 90)
+        assert str(advice) == machine.gpu_quantization_problem("gptq", "float32", 90)
 
 
 @pytest.mark.slow
@@ -217,7 +217,7 @@ class TestThroughVllm:
             "course/SmolLM2-135M-Instrukt", url, BASE)]
         assert seen["revision"][:2] == ["ModelRevisionError", diagnose.revision_message(BASE, "v2.0", url)]
         assert seen["gated"][:2] == ["GatedModelError", diagnose.gated_message(fl.GATED, url, 401)]
-        assert seen["load_format"][:2] == ["WeightFormatError", diagnose.weight_format_message(
+        assert seen["load_format"][:2] == ["WeightFormatError", formats.weight_format_message(
             f"{BIN} on {url}", "pt", ["pytorch_model.bin"])]
         assert seen["quantization"][:2] == ["QuantizationMismatchError", diagnose.quantization_message("gptq", BASE, None)]
         assert seen["truncated"][:2] == ["CorruptedWeightsError", (

@@ -119,11 +119,29 @@ class TestRelease:
         assert after[2] - after[0] < 0.5 * 2**30, [a / 2**30 for a in after]
 
 
+def perplexity(llm, max_tokens: int = 1024) -> float:
+    """exp(mean negative log-probability) of each token of a held-out text given the ones before it, from
+    vLLM's own prompt log-probabilities. The text: the docstrings of json, csv, argparse and logging,
+    prose none of the course's quantizers calibrated on (they used `pydoc_data.topics`)."""
+    import argparse
+    import csv
+    import logging
+    import math
+
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    text = "\n\n".join(" ".join(m.__doc__.split()) for m in (json, csv, argparse, logging) if (m.__doc__ or "").strip())
+    ids = llm.get_tokenizer()(text)["input_ids"][:max_tokens]
+    out = llm.generate(TokensPrompt(prompt_token_ids=ids), SamplingParams(max_tokens=1, prompt_logprobs=0),
+                       use_tqdm=False)[0]
+    logprobs = [entry[token].logprob for token, entry in zip(ids[1:], out.prompt_logprobs[1:])]
+    return math.exp(-sum(logprobs) / len(logprobs))
+
+
 class TestQuality:
     def test_do_the_quantized_models_keep_the_perplexity_close_to_bf16(self, vllm_engines, quant, base_model, w8a8_model):
         """On a held-out text, is W8A8 within 10 % of bf16's perplexity (and GPTQ within 60 % where it runs)?"""
-        from vllm_course.quality import perplexity
-
         scores = {}
         models = {"bf16": base_model, "W8A8": w8a8_model}
         if quant.w4a16:

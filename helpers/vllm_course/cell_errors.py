@@ -1,24 +1,16 @@
-"""Errors explained where they happen: the notebook's exception handler.
+"""The notebook's exception handler: a failed vLLM / huggingface_hub call explained under its cell.
 
-`setup()` registers it in the kernel (`InteractiveShell.set_custom_exc`). When a cell's own call
-into vLLM or huggingface_hub fails (`LLM(model="course/typo")`, a wrong `load_format`,
-`snapshot_download` of a missing revision, the first `llm.chat(...)` of a 4-bit model on an AVX2
-CPU...), the cell shows the real traceback shortened to two frames, the learner's line and the
-library line that raised, then one line of advice from `vllm_course.diagnose.advise`::
+`setup()` registers it (`InteractiveShell.set_custom_exc`). When a cell's own call into vLLM or
+huggingface_hub fails, the cell shows the real traceback shortened to two frames (the learner's line
+and the library line that raised), then one line of advice from `diagnose.advise`::
 
-    ---------------------------------------------------------------------------
-    OSError                                   Traceback (most recent call last)
-    Cell In[3], line 1
     ----> 1 LLM(model="course/SmolLM2-135M-Instrukt", **machine_kwargs())
         [... 7 library frames hidden by vllm_course: %tb shows them all]
-    File .../transformers/utils/hub.py:569, in cached_files(...)
     ...
-    OSError: course/SmolLM2-135M-Instrukt is not a local folder and is not a valid model identifier ...
     vllm_course: course/SmolLM2-135M-Instrukt does not exist on http://127.0.0.1:8765 (404 RepoNotFound): ...
 
-Nothing is swallowed: the cell still fails (a notebook run stops there) and `%tb` / `%debug`
-see the whole exception. Anything else (a NameError, an error in the learner's own code, a
-library error with no advice) gets IPython's normal traceback.
+Nothing is swallowed: the cell still fails and `%tb` / `%debug` see the whole exception. Anything
+else (a NameError, a library error with no advice) gets IPython's normal traceback.
 """
 
 from __future__ import annotations
@@ -32,34 +24,21 @@ _CALLED = ("vllm", "huggingface_hub", "vllm_course.engine")  # what a learner's 
 
 
 def register(shell: Any = None) -> bool:
-    """Install the handler in this IPython kernel; a no-op outside IPython.
+    """Install the handler in this IPython kernel (again: replaced, not stacked); True if installed.
 
-    Registering again (setup() run twice) replaces the handler rather than stacking it. A custom
-    handler someone else installed is left alone.
-
-    Returns:
-        True when the handler is installed.
+    A no-op outside IPython, and where another tool installed its own handler (IPython keeps one).
     """
-    if shell is None:
-        if "IPython" not in sys.modules:
-            return False
+    if shell is None and "IPython" in sys.modules:
         from IPython import get_ipython
 
         shell = get_ipython()
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return False
     if shell.custom_exceptions and not getattr(shell, _MARK, False):
-        return False  # another tool's handler: IPython keeps only one
+        return False
     shell.set_custom_exc((Exception,), _handle)
     setattr(shell, _MARK, True)
     return True
-
-
-def unregister(shell: Any) -> None:
-    """Remove the handler (IPython's normal tracebacks for everything again)."""
-    if getattr(shell, _MARK, False):
-        shell.set_custom_exc((), None)
-        setattr(shell, _MARK, False)
 
 
 def _handle(shell: Any, etype: type, value: BaseException, tb: types.TracebackType | None,
@@ -82,12 +61,12 @@ def _explained(shell: Any, etype: type, value: BaseException, tb: types.Tracebac
     """The structured traceback to show, or None when IPython's own should be shown."""
     from .diagnose import advise
 
-    entries = _entries(tb)
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
     learner = _learner_call(shell, entries)
-    if learner is None or entries[-1] is learner:
-        return None
-    course_error = advise(value)
-    if course_error is None:
+    if learner is None or entries[-1] is learner or (course_error := advise(value)) is None:
         return None
     raised = entries[-1]
     hidden = entries.index(raised) - entries.index(learner) - 1
@@ -106,20 +85,10 @@ def _explained(shell: Any, etype: type, value: BaseException, tb: types.Tracebac
     return ["-" * 75, head, *frames, *exception, advice]
 
 
-def _entries(tb: types.TracebackType | None) -> list[types.TracebackType]:
-    found = []
-    while tb is not None:
-        found.append(tb)
-        tb = tb.tb_next
-    return found
-
-
 def _learner_call(shell: Any, entries: list[types.TracebackType]) -> types.TracebackType | None:
     """The last frame of the learner's code (a cell) that called straight into vLLM or huggingface_hub."""
-    user_globals = shell.user_global_ns
     for here, callee in reversed(list(zip(entries, entries[1:]))):
-        if here.tb_frame.f_globals is user_globals:
+        if here.tb_frame.f_globals is shell.user_global_ns:
             module = str(callee.tb_frame.f_globals.get("__name__", ""))
-            called = any(module == name or module.startswith(name + ".") for name in _CALLED)
-            return here if called else None
+            return here if any(module == name or module.startswith(name + ".") for name in _CALLED) else None
     return None

@@ -1,18 +1,13 @@
 """Every setting the course reads from the environment, read in one place.
 
-Other modules import these names (or call the small functions below when a value must be
-re-read, e.g. after a lesson changed an env var); tests monkeypatch them here.
+Other modules import these names (or call the functions, which re-read a value a lesson may have
+changed); tests monkeypatch them here.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-
-def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else default
 
 
 def _env_int(name: str, default: int) -> int:
@@ -25,10 +20,10 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name}={value!r} is not an integer: set it to a number or unset it.") from exc
 
 
-# Where the course keeps what it builds: course models, the tool venv for quantizers, hub state.
-# Overridable so CI and tests can build into a scratch folder.
 def course_home() -> Path:
-    return _env_path("VLLM_COURSE_HOME", Path.home() / ".cache" / "vllm-course")
+    """Where the course keeps what it builds (models, the quantizers' tool venv, hub state); CI and tests move it."""
+    value = os.environ.get("VLLM_COURSE_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "vllm-course"
 
 
 def repos_dir() -> Path:
@@ -59,8 +54,7 @@ def profile() -> str:
 # The course hub: loopback only unless told otherwise.
 HUB_HOST: str = os.environ.get("VLLM_COURSE_HUB_HOST", "127.0.0.1")
 HUB_PORT: int = _env_int("VLLM_COURSE_HUB_PORT", 8765)
-# The online profile's course hub is a logging mirror of UPSTREAM (the real Hub by default), on its
-# own port so that it and the offline hub can run side by side.
+# The online profile's course hub, a logging mirror of UPSTREAM, on its own port (both can run at once).
 MIRROR_PORT: int = _env_int("VLLM_COURSE_MIRROR_PORT", 8766)
 UPSTREAM: str = os.environ.get("VLLM_COURSE_UPSTREAM", "https://huggingface.co").rstrip("/")
 
@@ -79,8 +73,8 @@ GPTQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-GPTQ-Int4"
 AWQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-AWQ-Int4"
 W8A8_MODEL = f"{ORG}/SmolLM2-135M-Instruct-W8A8"  # int8: runs where 4-bit kernels do not (AVX2 CPUs)
 SHARDED_MODEL = f"{ORG}/SmolLM2-135M-Instruct-sharded"  # bf16 in 3 safetensors shards + index (lesson 09)
-# Every course repo, in build order: the quick ones take seconds (`models build --quick`), the 4-bit
-# ones minutes. `models build`, `models status` and the environment check all read these two.
+# Every course repo in build order: the quick ones take seconds (`models build --quick`), the 4-bit
+# ones minutes. `models build`, `models status` and the environment check read these two.
 QUICK_MODELS = (BASE_MODEL, BIN_MODEL, PT_MODEL, W8A8_MODEL, SHARDED_MODEL)
 COURSE_MODELS = (*QUICK_MODELS, GPTQ_MODEL, AWQ_MODEL)
 

@@ -1,10 +1,9 @@
-"""Keep a library's console output out of a notebook cell, and keep it for later.
+"""Console plumbing: keep a library's output out of a notebook cell (and keep it), and print text tables.
 
-vLLM, torch and C++ extensions write to the console in three ways: Python's `sys.stdout`/`sys.stderr`,
-logging handlers that hold on to the stream object they were created with, and the process's file
-descriptors 1 and 2 (C++ warnings, subprocesses); in Jupyter, tqdm.auto also draws widgets.
-`captured()` covers all of them for one block and returns the text; `discarded()` drops what is
-written to the descriptors (an import's notices).
+vLLM, torch and C++ extensions write to the console three ways: Python's `sys.stdout`/`sys.stderr`,
+logging handlers holding the stream object they were created with, and file descriptors 1 and 2
+(C++ warnings, subprocesses); in Jupyter, tqdm.auto also draws widgets. `captured()` covers all of
+them for one block and keeps the text; `discarded()` drops what reaches the descriptors.
 """
 
 from __future__ import annotations
@@ -14,17 +13,26 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
+
+
+def table(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> str:
+    """Rows of cells as columns two spaces apart, left-aligned but for the column indexes in `right`.
+
+    >>> print(table([["repo", "size"], ["course/a", "12 kB"]], right={1}))
+    repo       size
+    course/a  12 kB
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return "\n".join("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows)
 
 
 class Captured:
     """The text written to the console during a `captured()` block (filled in when it ends)."""
 
     text = ""
-
-    def splitlines(self) -> list[str]:
-        return self.text.splitlines()
 
 
 @contextlib.contextmanager
@@ -57,7 +65,6 @@ def discarded() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _fds_to(fileno: int) -> Iterator[None]:
-    """Point file descriptors 1 and 2 at `fileno` for the block; Python's streams are flushed around it."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
@@ -76,8 +83,7 @@ def _fds_to(fileno: int) -> Iterator[None]:
 @contextlib.contextmanager
 def _displays_dropped() -> Iterator[None]:
     """In a Jupyter kernel, drop rich displays for the block: tqdm.auto draws its bars as widgets."""
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    if shell is None:
+    if "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None:
         yield
         return
     from IPython.utils.capture import capture_output
@@ -88,22 +94,15 @@ def _displays_dropped() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _console_handlers_muted(consoles: tuple[Any, ...], skip_loggers: str) -> Iterator[None]:
-    """Point logging handlers that write to the console at nothing, for the block.
-
-    Libraries such as torch create `StreamHandler(sys.stderr)` at import and keep that stream
-    object: in a Jupyter kernel their warnings ("Triton not available", with a timestamp and pid)
-    bypass `redirect_stderr` and the fd redirect.
-    """
+    """Point console logging handlers at nothing for the block: torch's `StreamHandler(sys.stderr)`,
+    made at import, keeps the kernel's stream and bypasses both redirects."""
     loggers = [logging.getLogger()] + [
         logger for name, logger in list(logging.Logger.manager.loggerDict.items())
         if isinstance(logger, logging.Logger) and not (skip_loggers and name.startswith(skip_loggers))
     ]
-    swapped = []
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
-                    and any(handler.stream is c for c in consoles):
-                swapped.append((handler, handler.setStream(_NullText())))
+    swapped = [(handler, handler.setStream(_NullText())) for logger in loggers for handler in logger.handlers
+               if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+               and any(handler.stream is c for c in consoles)]
     try:
         yield
     finally:

@@ -1,19 +1,12 @@
 """The first cell of every notebook: choose a profile and set the env vars before any import.
 
-huggingface_hub reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, when it is
-imported (and vLLM imports it). So `setup()` must run before `import vllm` or
-`import huggingface_hub` in a fresh kernel; it warns when that is not the case.
+huggingface_hub reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, when imported
+(vLLM imports it), so `setup()` must run before `import vllm` in a fresh kernel; it warns otherwise.
 
-Profiles:
-    offline (default): course models served by the course hub on 127.0.0.1:8765; vLLM's CPU
-        build unless a GPU is present.
-    online: the real Hub's models (Qwen2.5-0.5B-Instruct, its GPTQ/AWQ/W8A8, opt-125m), fetched
-        through the course hub running as a logging mirror of the real Hub (127.0.0.1:8766,
-        upstream $VLLM_COURSE_UPSTREAM, default https://huggingface.co; its copies under
-        `<course home>/mirror/`), so every lesson counts its requests as it does offline; meant
-        for a GPU box with internet.
-    Both use a course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook): lessons
-    delete cached revisions, and your own ~/.cache/huggingface is never touched.
+Profiles: offline (default), the course models served by the course hub on 127.0.0.1:8765; online,
+the real Hub's models (Qwen2.5-0.5B-Instruct and its GPTQ/AWQ/W8A8, opt-125m) through the course hub
+as a logging mirror of $VLLM_COURSE_UPSTREAM (127.0.0.1:8766), for a GPU box with internet. Both use a
+course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook), never ~/.cache/huggingface.
 
 Example (first cell)::
 
@@ -35,7 +28,15 @@ from . import config, envvars
 from .envvars import EnvSetting
 from .machine import QuantSupport, quant_support
 
-_HF_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT")
+# Why setup() sets (or unsets) each HF variable; print(course) shows it.
+_WHY = {
+    "HF_HOME": "huggingface_hub's home: the model cache is its hub/ folder (course-owned, not ~/.cache/huggingface)",
+    "HF_ENDPOINT": "where huggingface_hub and vLLM download from: the course hub",
+}
+_WHY_UNSET = {
+    "HF_HUB_CACHE": "so the model cache follows HF_HOME",
+    "HF_ENDPOINT": "it named the other profile's course hub, which serves other model ids",
+}
 
 
 @dataclass(frozen=True)
@@ -84,39 +85,27 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
 
     Args:
         profile: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline").
-        fresh_cache: give this notebook its own empty HF_HOME named after it, e.g. "lesson01",
-            so a lesson that downloads or deletes starts the same way every run and never
-            disturbs another notebook's cache. It lives under the course home; nothing else is
-            ever deleted.
-        start_hub: start (or reuse) the profile's course hub and point HF_ENDPOINT at it: the
-            course models (offline) or a logging mirror of $VLLM_COURSE_UPSTREAM (online). False
-            leaves HF_ENDPOINT as it is (e.g. a private hub the notebook activated first).
-
-    Returns:
-        A `Course` describing the endpoint, cache folders, model ids, device and which quantized
-        formats vLLM can run here (`course.quant`, probed from vLLM's kernel library; the
-        quantized model the lessons use, `course.models.quantized`, follows from it).
+        fresh_cache: give this notebook its own empty HF_HOME named after it (e.g. "lesson01"), so a
+            lesson that downloads or deletes starts the same way every run.
+        start_hub: start (or reuse) the profile's course hub and point HF_ENDPOINT at it; False leaves
+            HF_ENDPOINT as it is (e.g. a private hub the notebook activated first).
 
     Raises:
-        ModelNotBuiltError: offline profile and the course models are not built.
-        HubError: the profile's course hub could not start (its port is taken, say).
-        ValueError: unknown profile.
+        ModelNotBuiltError (offline, models not built), HubError (the hub could not start), ValueError.
     """
     from . import hub
 
     profile = (profile or config.profile()).lower()
     if profile not in {"offline", "online"}:
         raise ValueError(f"profile={profile!r} is unknown: use 'offline' (course hub) or 'online' (real Hub).")
+    ids = {"base": config.BASE_MODEL, "bin": config.BIN_MODEL, "pt": config.PT_MODEL,
+           "gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL, "w8a8": config.W8A8_MODEL}
     if profile == "offline":
         from .build import require
 
         require(config.BASE_MODEL)
-        names = {"base": config.BASE_MODEL, "bin": config.BIN_MODEL, "pt": config.PT_MODEL,
-                 "gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL, "w8a8": config.W8A8_MODEL}
-    else:
-        online = config.ONLINE_MODELS
-        names = {"base": online[config.BASE_MODEL], "bin": online[config.BIN_MODEL], "pt": online[config.BIN_MODEL],
-                 "gptq": online[config.GPTQ_MODEL], "awq": online[config.AWQ_MODEL], "w8a8": online[config.W8A8_MODEL]}
+    else:  # the online models have no -pt variant: the -bin one stands in
+        ids = {k: config.ONLINE_MODELS[config.BIN_MODEL if k == "pt" else v] for k, v in ids.items()}
     hf_home = config.course_hf_home()
     if fresh_cache:
         hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
@@ -124,10 +113,11 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     wanted = {"HF_HOME": str(hf_home)}
     envvars.put("VLLM_COURSE_PROFILE", profile, "which models the course hub serves (hub.start() reads it)")
     drop: tuple[str, ...] = ("HF_HUB_CACHE",)
+    other_hub = f"http://{config.HUB_HOST}:{config.MIRROR_PORT if profile == 'offline' else config.HUB_PORT}"
     if start_hub:
         wanted["HF_ENDPOINT"] = hub.start().url
-    elif os.environ.get("HF_ENDPOINT") == _other_profile_hub(profile):
-        drop += ("HF_ENDPOINT",)  # switching profiles: the other profile's hub serves the wrong ids
+    elif os.environ.get("HF_ENDPOINT") == other_hub:
+        drop += ("HF_ENDPOINT",)  # an earlier setup() of the other profile: its hub serves other ids
     _apply(wanted, drop=drop)
     _put_python_bin_on_path()
     from . import cell_errors, engine
@@ -135,30 +125,18 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     engine.prepare_environment()
     cell_errors.register()  # in a notebook: a failed vLLM / huggingface_hub call gets one line of advice
     quant = quant_support()
-    ids = CourseModels(**names, quantized=names["gptq" if quant.w4a16 else "w8a8"])
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
-    hub_cache = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser()
     return Course(
         profile=profile,
         endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"),
         hf_home=hf_home,
-        hub_cache=hub_cache,
-        models=ids,
-        device="cuda" if engine._gpu_visible_cheaply() else "cpu",
+        hub_cache=Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser(),
+        models=CourseModels(**ids, quantized=ids["gptq" if quant.w4a16 else "w8a8"]),
+        device=quant.device,
         quant=quant,
         upstream=config.UPSTREAM if profile == "online" else None,
         environment=tuple(envvars.recorded()),
     )
-
-
-_WHY = {  # why setup() sets (or unsets) each HF variable; print(course) shows it
-    "HF_HOME": "huggingface_hub's home: the model cache is its hub/ folder (course-owned, not ~/.cache/huggingface)",
-    "HF_ENDPOINT": "where huggingface_hub and vLLM download from: the course hub",
-}
-_WHY_UNSET = {
-    "HF_HUB_CACHE": "so the model cache follows HF_HOME",
-    "HF_ENDPOINT": "it named the other profile's course hub, which serves other model ids",
-}
 
 
 def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
@@ -172,24 +150,16 @@ def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
         if os.environ.get(name) != value:
             stale.append(name)
         envvars.put(name, value, _WHY[name])
-    if "huggingface_hub" in sys.modules and any(n in _HF_VARS for n in stale):
+    if "huggingface_hub" in sys.modules and stale:
         from huggingface_hub import constants
 
         if "HF_HOME" in stale and str(constants.HF_HOME) != os.environ.get("HF_HOME"):
-            warnings.warn(
-                "huggingface_hub was imported before setup(), so it keeps HF_HOME="
-                f"{constants.HF_HOME}: restart the kernel and run the setup cell first.",
-                stacklevel=3,
-            )
+            warnings.warn(f"huggingface_hub was imported before setup(), so it keeps HF_HOME={constants.HF_HOME}: "
+                          "restart the kernel and run the setup cell first.", stacklevel=3)
         if "HF_ENDPOINT" in wanted:
             from .hub import use_hub
 
             use_hub(wanted["HF_ENDPOINT"])  # huggingface_hub's copies of the endpoint can be patched
-
-
-def _other_profile_hub(profile: str) -> str:
-    """The URL of the other profile's fixed-port course hub (what an earlier setup() pointed at)."""
-    return f"http://{config.HUB_HOST}:{config.HUB_PORT if profile == 'online' else config.MIRROR_PORT}"
 
 
 def _put_python_bin_on_path() -> None:
@@ -203,7 +173,6 @@ def _put_python_bin_on_path() -> None:
 
 
 def _safe_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
-    if not cleaned:
+    if not (cleaned := "".join(c if c.isalnum() or c in "-_" else "-" for c in name)):
         raise ValueError(f"fresh_cache={name!r}: use a short name such as 'lesson01'.")
     return cleaned

@@ -1,19 +1,11 @@
-"""The one obvious way to construct `vllm.LLM` on this machine, and to free it again.
-
-The lesson keeps the real call in view::
-
-    from vllm import LLM
-    from vllm_course.engine import load_report, machine_kwargs, release
+"""The one obvious way to construct `vllm.LLM` on this machine, and to free it again::
 
     with load_report() as report:
         llm = LLM(model="course/SmolLM2-135M-Instruct", **machine_kwargs())
-    print(report)        # seconds, checkpoint size from vLLM's own log, RSS, weight format
+    print(report)        # seconds, checkpoint size from vLLM's own log, RSS
     release(llm)         # shut the engine down so the next load starts clean
 
-`machine_kwargs()` gives what this machine needs (CPU: eager mode; GPU: nothing, vLLM's
-defaults); every `LLM(...)` keyword can still be passed next to it. `prepare_environment()` sets
-the CPU env vars vLLM reads at start-up and quiets vLLM's console log; it must run before
-`import vllm` and is called by this module's import.
+Importing this module runs `prepare_environment()`: vLLM reads its env vars at `import vllm`.
 """
 
 from __future__ import annotations
@@ -36,16 +28,13 @@ from typing import Any
 
 from . import config, console, envvars, formats
 from .machine import best_dtype, has_gpu  # the one GPU/ISA probe (has_gpu is re-exported here)
-from .errors import WeightFormatError
 
 _VLLM_LOGGER = "vllm"
 # vLLM's own wording (v0.32): CPU and GPU runners report differently.
 _CHECKPOINT_RE = re.compile(r"Checkpoint size: ([\d.]+) GiB")
 _CPU_WEIGHTS_RE = re.compile(r"Loading weights took ([\d.]+) seconds")
 _GPU_WEIGHTS_RE = re.compile(r"Model loading took ([\d.]+) GiB memory and ([\d.]+) seconds")
-# vLLM's log lines the lessons teach (LoadReport.highlights; the rest stays in LoadReport.log): the
-# offline snapshot swap (engine/arg_utils.py), the architecture resolved from config.json, which model
-# the loader starts on, the weight download, the weights loaded, and the quantization kernels chosen.
+# The log lines the lessons teach (LoadReport.highlights).
 _TEACHING_RE = re.compile(
     r"HF_HUB_OFFLINE is True, replace|Resolved architecture|Starting to load model|"
     r"Time spent downloading weights|Checkpoint size|Loading weights took|Model loading took|"
@@ -55,40 +44,30 @@ _TEACHING_RE = re.compile(
 
 
 def prepare_environment() -> None:
-    """Set vLLM's CPU env vars (only where the user has not) and quiet its console log.
-
-    vLLM reads them at start-up; each is recorded with its reason (`envvars`, `print(course)`).
-    """
+    """Set vLLM's CPU env vars (only where the user has not) and quiet its console log, each with why."""
     envvars.default("VLLM_LOGGING_COLOR", "0", "vLLM's log without ANSI colour codes")
     envvars.default("TOKENIZERS_PARALLELISM", "false", "no fork warning from the tokenizers library")
     envvars.default("VLLM_ENABLE_V1_MULTIPROCESSING", "0", "vLLM's engine in this process: ~3 s start, not ~20 s")
     envvars.default("VLLM_LOGGING_CONFIG_PATH", os.environ.get("VLLM_LOGGING_CONFIG_PATH") or str(_write_logging_config()),
                     "vLLM's console log shows errors only; load_report() keeps the whole log and shows the taught lines")
-    if not _gpu_visible_cheaply():
+    if not has_gpu():
         envvars.default("VLLM_CPU_KVCACHE_SPACE", config.CPU_KVCACHE_GIB,
                         "GiB for the KV cache on CPU; without it vLLM's start fails on this machine")
         envvars.default("VLLM_CPU_NUM_OF_RESERVED_CPU", config.CPU_RESERVED_CORES, "vLLM computes on every core")
 
 
 def machine_kwargs(**overrides: Any) -> dict[str, Any]:
-    """Return the `LLM(...)` keywords this machine needs, updated with `overrides`.
-
-    On CPU: `enforce_eager=True` (a compiled start takes ~50 s on 2 cores), a modest
-    `max_model_len` so the KV cache fits in 1 GiB, and on AVX2 CPUs `dtype="float32"` (no bf16
-    arithmetic there: float32 ran 1.9x faster, see `machine.best_dtype`). On a GPU: nothing,
-    vLLM's defaults.
+    """Return the `LLM(...)` keywords this machine needs, updated with `overrides`: on CPU eager mode (a
+    compiled start takes ~50 s on 2 cores), a KV cache that fits in 1 GiB, float32 on AVX2; on a GPU none.
 
     Example:
         >>> machine_kwargs(load_format="safetensors")   # on an AVX-512 BF16 CPU
         {'enforce_eager': True, 'max_model_len': 2048, 'load_format': 'safetensors'}
-        >>> machine_kwargs()                            # on an AVX2 CPU
-        {'enforce_eager': True, 'max_model_len': 2048, 'dtype': 'float32'}
     """
     kwargs: dict[str, Any] = {} if has_gpu() else {"enforce_eager": True, "max_model_len": 2048}
     if dtype := best_dtype():
         kwargs["dtype"] = dtype
-    kwargs.update(overrides)
-    return kwargs
+    return kwargs | overrides
 
 
 @dataclass(frozen=True)
@@ -103,10 +82,9 @@ class LoadReport:
     gpu_weights_gib: float | None = None
     rss_bytes: int | None = None
     gpu_bytes: int | None = None
-    weight_files: tuple[str, ...] = ()
-    quantization: str | None = None
+    weight_files: tuple[str, ...] = ()  # set by load()
+    quantization: str | None = None  # set by load()
     log: tuple[str, ...] = field(default=(), repr=False)
-    error: str | None = None
 
     @property
     def weights_gib(self) -> float | None:
@@ -125,30 +103,21 @@ class LoadReport:
         return f"vLLM's log, the lines about this load:{lines}"
 
     def __str__(self) -> str:
-        parts = [f"loaded {self.model} on {self.device} in {self.seconds:.1f} s"]
-        if self.weight_files:
-            parts.append(f"from {', '.join(self.weight_files)}")
-        if self.quantization:
-            parts.append(f"quantization {self.quantization}")
-        if self.weights_gib is not None:
-            parts.append(f"weights {self.weights_gib:.2f} GiB")
-        if self.rss_bytes is not None:
-            parts.append(f"process RSS {self.rss_bytes / 2**30:.2f} GiB")
-        if self.gpu_bytes is not None:
-            parts.append(f"GPU memory {self.gpu_bytes / 2**30:.2f} GiB")
-        return ", ".join(parts)
+        parts = [f"loaded {self.model} on {self.device} in {self.seconds:.1f} s",
+                 self.weight_files and f"from {', '.join(self.weight_files)}",
+                 self.quantization and f"quantization {self.quantization}",
+                 self.weights_gib is not None and f"weights {self.weights_gib:.2f} GiB",
+                 self.rss_bytes is not None and f"process RSS {self.rss_bytes / 2**30:.2f} GiB",
+                 self.gpu_bytes is not None and f"GPU memory {self.gpu_bytes / 2**30:.2f} GiB"]
+        return ", ".join(p for p in parts if p)
 
 
 _LOG_LINES: list[str] = []  # every vLLM log message of this process, in order
 
 
 class LogBuffer(logging.Handler):
-    """Logging handler that keeps vLLM's messages in memory for `load_report` to parse.
-
-    vLLM re-applies its logging config when an engine starts, which replaces handlers; this
-    class is named in the config file `prepare_environment` writes, so each new instance
-    appends to the same module-level list.
-    """
+    """Keeps vLLM's log messages for `load_report` (the logging config names it; vLLM re-applies that
+    config when an engine starts, so every instance appends to the same module-level list)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         _LOG_LINES.append(record.getMessage())
@@ -173,15 +142,13 @@ class _ReportBox:
 
 @contextlib.contextmanager
 def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_ReportBox]:
-    """Time the `LLM(...)` call inside the block and parse vLLM's load log.
+    """Time the `LLM(...)` call inside the block and parse vLLM's load log; yield a box that behaves like
+    a `LoadReport` once the block has ended.
 
     Args:
-        model: name to print in the report (default: taken from the engine's config).
-        quiet: hide vLLM's console output (INFO lines, C++ warnings, progress bars) during the
-            block; it is kept in `report.log`.
-
-    Yields:
-        A box that behaves like a `LoadReport` once the block has ended.
+        model: name to print in the report (default: taken from vLLM's log).
+        quiet: keep vLLM's console output (INFO lines, C++ warnings, progress bars) out of the cell;
+            it is kept in `report.log`.
     """
     box = _ReportBox()
     _import_vllm()
@@ -189,16 +156,14 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
     first = len(_LOG_LINES)
     start = time.perf_counter()
     error: BaseException | None = None
-    try:
-        with _silenced(quiet) as captured:
-            try:
-                yield box
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the report
-                error = exc
-    finally:
-        seconds = time.perf_counter() - start
-    lines = tuple(_LOG_LINES[first:]) + tuple(captured.splitlines())
-    box.report = _parse(model or _model_from_log(lines), seconds, lines, error)
+    with _silenced(quiet) as captured:
+        try:
+            yield box
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the report
+            error = exc
+    seconds = time.perf_counter() - start
+    lines = tuple(_LOG_LINES[first:]) + tuple(captured.text.splitlines())
+    box.report = _parse(model or _model_from_log(lines), seconds, lines)
     if isinstance(error, KeyboardInterrupt):
         _release_interrupted(error)  # a half-built engine must not pin memory
     if error is not None:
@@ -206,38 +171,29 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
 
 
 def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, LoadReport]:
-    """Construct `LLM(model=model, **machine_kwargs(**llm_kwargs))` and report on it.
-
-    Returns:
-        The engine and its LoadReport.
-
-    Raises:
-        Whatever vLLM raises (in a notebook, `cell_errors` adds one line of advice under it).
-    """
-    prepare_environment()
+    """Construct `LLM(model=model, **machine_kwargs(**llm_kwargs))`; return it and its LoadReport, which
+    also names the weight files vLLM read and the checkpoint's quantization. On failure, raise the course
+    error that explains it (`diagnose.explain`), else what vLLM raised."""
     kwargs = machine_kwargs(**llm_kwargs)
-    load_format = kwargs.get("load_format", "auto")
-    if Path(model).is_dir() and load_format in formats.LOAD_FORMAT_PATTERNS:
-        formats.require_complete(model)
-        formats.check_load_format(model, load_format)
     try:
         with load_report(model, quiet=quiet) as report:
             from vllm import LLM
 
             llm = LLM(model=model, **kwargs)
-    except RuntimeError as exc:
-        if "Cannot find any model weights" in str(exc):
-            raise WeightFormatError(
-                f"load_format={load_format!r} matches no weight file of {model}: "
-                "list the repo's files (formats.inspect_folder / hf download --dry-run) and pick a format they have."
-            ) from exc
-        raise
-    folder = _local_folder(model, kwargs.get("revision"))
-    if folder is not None:
-        found = formats.inspect_folder(folder)
-        fmt = load_format if load_format in formats.LOAD_FORMAT_PATTERNS else "auto"
-        return llm, dataclasses.replace(report.report, weight_files=found.picks(fmt), quantization=found.quantization)
-    return llm, report.report
+    except Exception as exc:
+        from .diagnose import explain
+
+        asked = {k: kwargs.get(k) for k in ("revision", "load_format", "quantization", "dtype")}
+        if (advice := explain(exc, model=model, **asked)) is None:
+            raise
+        raise advice from exc
+    folder = formats.model_folder(model, kwargs.get("revision"))
+    if folder is None:
+        return llm, report.report
+    found = formats.inspect_folder(folder)
+    fmt = kwargs.get("load_format", "auto")
+    fmt = fmt if fmt in formats.LOAD_FORMAT_PATTERNS else "auto"
+    return llm, dataclasses.replace(report.report, weight_files=found.picks(fmt), quantization=found.quantization)
 
 
 def release(llm: Any) -> None:
@@ -251,14 +207,6 @@ def release(llm: Any) -> None:
     _free_memory()
 
 
-def quiet_vllm(quiet: bool = True) -> None:
-    """Show only vLLM's errors on the console (True) or its whole INFO log again (False)."""
-    level = logging.ERROR if quiet else logging.INFO
-    for handler in logging.getLogger(_VLLM_LOGGER).handlers:
-        if not isinstance(handler, LogBuffer):
-            handler.setLevel(level)
-
-
 def rss_bytes() -> int:
     """Resident memory of this process, in bytes."""
     import psutil
@@ -267,6 +215,8 @@ def rss_bytes() -> int:
 
 
 # ---------------------------------------------------------------- private helpers
+
+_local_folder = formats.model_folder  # bench.py's name for it
 
 
 def _free_memory() -> None:
@@ -284,23 +234,13 @@ def _free_memory() -> None:
 
 
 def _release_interrupted(exc: BaseException) -> None:
-    """Free what an `LLM(...)` stopped by Ctrl-C left behind, and note it on the exception.
-
-    The half-built engine stays reachable from the traceback's frames (Jupyter keeps the last
-    traceback: ~1.7 GiB of KV cache and weights on the course model); clearing those frames'
-    locals lets `_free_memory()` reclaim it, so the next load starts clean.
-    """
+    """Free what an `LLM(...)` stopped by Ctrl-C left behind (Jupyter keeps the traceback, whose frames
+    hold the half-built engine: ~1.7 GiB), and say so on the exception."""
     traceback.clear_frames(exc.__traceback__)
     _free_memory()
     note = "vllm_course: the interrupted load was released; the next load starts clean."
     if note not in getattr(exc, "__notes__", ()):
         exc.add_note(note)
-
-
-def _gpu_visible_cheaply() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl"))
 
 
 @contextlib.contextmanager
@@ -309,45 +249,28 @@ def _silenced(quiet: bool) -> Iterator[console.Captured]:
     if not quiet:
         yield console.Captured()
         return
-    quiet_vllm(True)
+    for handler in logging.getLogger(_VLLM_LOGGER).handlers:
+        if not isinstance(handler, LogBuffer):
+            handler.setLevel(logging.ERROR)
     with console.captured(skip_loggers=_VLLM_LOGGER) as captured:
         yield captured
 
 
 def _write_logging_config() -> Path:
-    """Write the logging config vLLM applies: console shows errors only, LogBuffer keeps all.
-
-    `VLLM_COURSE_VERBOSE=1` (set before the first import) shows vLLM's whole INFO log instead.
-    """
+    """Write the logging config vLLM applies: the console shows errors only (`VLLM_COURSE_VERBOSE=1`:
+    everything), LogBuffer keeps all."""
     console_level = "INFO" if os.environ.get("VLLM_COURSE_VERBOSE", "0") == "1" else "ERROR"
-    fmt = "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s"
-    settings = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": fmt, "datefmt": "%m-%d %H:%M:%S"}},
-        "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "plain",
-                        "level": console_level, "stream": "ext://sys.stdout"},
-            "course": {"class": "vllm_course.engine.LogBuffer", "level": "DEBUG"},
-        },
-        "loggers": {"vllm": {"handlers": ["console", "course"], "level": "INFO", "propagate": False}},
-    }
+    settings = {"version": 1, "disable_existing_loggers": False,
+                "formatters": {"plain": {"format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s",
+                                         "datefmt": "%m-%d %H:%M:%S"}},
+                "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                                         "level": console_level, "stream": "ext://sys.stdout"},
+                             "course": {"class": "vllm_course.engine.LogBuffer", "level": "DEBUG"}},
+                "loggers": {"vllm": {"handlers": ["console", "course"], "level": "INFO", "propagate": False}}}
     # one file per OS user: on a shared machine (a class on JupyterHub) another user's file is not writable
     path = Path(tempfile.gettempdir()) / f"vllm-course-logging-{os.getuid()}-{console_level.lower()}.json"
     path.write_text(json.dumps(settings, indent=1))
     return path
-
-
-def _local_folder(model: str, revision: str | None) -> Path | None:
-    """The folder vLLM loaded from: `model` itself, or its snapshot in the HF cache."""
-    if Path(model).is_dir():
-        return Path(model)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, revision=revision, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached in full: the report just lacks the file list
-        return None
 
 
 def _import_vllm() -> None:
@@ -358,11 +281,8 @@ def _import_vllm() -> None:
 
 
 def _route_vllm_log() -> None:
-    """Apply vLLM's logging config (ours, from VLLM_LOGGING_CONFIG_PATH) now, if not yet applied.
-
-    vLLM 0.32 applies it only when the engine starts, after `LLM(...)` has read its arguments: the
-    INFO lines logged before that (the offline snapshot swap) would reach no handler and be lost.
-    """
+    """Apply vLLM's logging config (ours) now: vLLM 0.32 applies it when the engine starts, and the lines
+    logged before (the offline snapshot swap) would reach no handler."""
     if any(isinstance(h, LogBuffer) for h in logging.getLogger(_VLLM_LOGGER).handlers):
         return
     from vllm.config.logging import LoggingConfig
@@ -372,38 +292,23 @@ def _route_vllm_log() -> None:
 
 
 def _model_from_log(lines: tuple[str, ...]) -> str:
-    for line in lines:
-        match = re.search(r"model='([^']+)'", line)
-        if match:
-            return match.group(1)
-    return "model"
+    return next((m.group(1) for line in lines if (m := re.search(r"model='([^']+)'", line))), "model")
 
 
-def _parse(model: str, seconds: float, lines: tuple[str, ...], error: BaseException | None) -> LoadReport:
+def _parse(model: str, seconds: float, lines: tuple[str, ...]) -> LoadReport:
     text = "\n".join(lines)
-    checkpoint = _CHECKPOINT_RE.search(text)
-    cpu_weights = _CPU_WEIGHTS_RE.search(text)
-    gpu_weights = _GPU_WEIGHTS_RE.search(text)
-    gpu = has_gpu()
+    checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
+    weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
     gpu_bytes = None
-    if gpu:
+    if has_gpu():
         import torch
 
         gpu_bytes = int(torch.cuda.memory_allocated())
-    return LoadReport(
-        model=model,
-        seconds=seconds,
-        device="cuda" if gpu else "cpu",
-        checkpoint_gib=float(checkpoint.group(1)) if checkpoint else None,
-        weights_seconds=float((gpu_weights or cpu_weights).group(gpu_weights and 2 or 1))
-        if (gpu_weights or cpu_weights)
-        else None,
-        gpu_weights_gib=float(gpu_weights.group(1)) if gpu_weights else None,
-        rss_bytes=rss_bytes(),
-        gpu_bytes=gpu_bytes,
-        log=lines,
-        error=f"{type(error).__name__}: {error}" if error else None,
-    )
+    return LoadReport(model, seconds, "cpu" if gpu_bytes is None else "cuda",
+                      checkpoint_gib=checkpoint and float(checkpoint.group(1)),
+                      weights_seconds=weights_seconds and float(weights_seconds),
+                      gpu_weights_gib=gpu_weights and float(gpu_weights.group(1)),
+                      rss_bytes=rss_bytes(), gpu_bytes=gpu_bytes, log=lines)
 
 
 prepare_environment()

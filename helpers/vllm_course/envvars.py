@@ -1,13 +1,8 @@
-"""The environment variables the course sets in this process, each recorded where it is set.
+"""The environment variables the course sets in this process, each recorded with why.
 
 `course.setup()` and `engine.prepare_environment()` change `os.environ` only through `put()`,
-`default()` and `remove()`, which say why; `print(course)` lists `recorded()`. huggingface_hub and
-vLLM read most of these once, at import, which is why the course sets them first.
-
-Example:
-    >>> default("VLLM_CPU_KVCACHE_SPACE", "1", "GiB of KV cache on CPU")   # doctest: +SKIP
-    >>> print(recorded()[0])                                               # doctest: +SKIP
-    VLLM_CPU_KVCACHE_SPACE=1  # GiB of KV cache on CPU
+`default()` and `remove()`; `print(course)` lists `recorded()`. huggingface_hub and vLLM read most of
+these once, at import, which is why the course sets them first.
 """
 
 from __future__ import annotations
@@ -41,13 +36,8 @@ def put(name: str, value: str, why: str, *, shown: str | None = None) -> None:
 
 
 def default(name: str, value: str, why: str) -> None:
-    """Set `name` unless it is already set (yours wins); record the value in effect either way.
-
-    Whether the course or you set it is not shown: a kernel started from a process that ran the
-    course (`make test`, a terminal after `setup()`) inherits the same values.
-    """
-    if name not in os.environ:
-        os.environ[name] = value
+    """Set `name` unless it is already set (yours wins); record the value in effect either way."""
+    os.environ.setdefault(name, value)
     _RECORDED[name] = EnvSetting(name, os.environ[name], why)
 
 

@@ -1,7 +1,7 @@
 """The course's exceptions: one base, subclasses that also match the built-in a caller expects.
 
-Every message says what went wrong, where (path or model id) and what to do next. The original
-exception is always chained (`raise ... from exc`) so nothing is hidden from a curious learner.
+Every message says what went wrong, where (path or model id) and what to do next; the original
+exception is chained (`raise ... from exc`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ class WeightFormatError(CourseError, ValueError):
 
 class LocalModelError(CourseError, FileNotFoundError):
     """A local model folder lacks a file vLLM needs (config.json, weights, tokenizer)."""
-
-
-class EngineLoadError(CourseError, RuntimeError):
-    """vLLM could not construct an engine for the given model and settings."""
 
 
 class HubError(CourseError, RuntimeError):
@@ -67,7 +63,7 @@ class FineTuneError(CourseError, ValueError):
     """A fine-tune was given bad settings (steps, layers, examples) or an output folder that exists."""
 
 
-# -- diagnose/: bad inputs and faults around a load or a download ---------------------------------
+# -- diagnose.py: bad inputs and faults around a load or a download -------------------------------
 
 
 class BadModelIdError(CourseError, ValueError):

@@ -1,15 +1,17 @@
-"""What weight format a model folder holds, and which files a `load_format` would pick.
+"""What a model folder holds: its weight files by format, what a `load_format` picks, safetensors headers.
 
-The patterns mirror vLLM 0.32's DefaultModelLoader (`_prepare_weights`): for `auto`/`hf` it tries
-`*.safetensors`, then `*.bin`, then `*.pt` (the `.pt` fall-back is on for ordinary decoder
-models), and stops at the first pattern that matches; `safetensors` takes only `*.safetensors`;
-`pt` only `*.pt`; `npcache` only `*.bin`.
+The patterns mirror vLLM 0.32's DefaultModelLoader (`_prepare_weights`): `auto`/`hf` tries
+`*.safetensors`, then `*.bin`, then `*.pt`, and stops at the first that matches; `safetensors` takes
+only `*.safetensors`, `pt` only `*.pt`, `npcache` only `*.bin`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,8 @@ LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {
     "npcache": ("*.bin",),
 }
 WEIGHT_SUFFIXES = {".safetensors": "safetensors", ".bin": "bin", ".pt": "pt", ".gguf": "gguf"}
+# Weight files of other frameworks, which no load_format reads (named in messages all the same).
+OTHER_WEIGHT_SUFFIXES = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", ".tflite")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
@@ -35,16 +39,19 @@ class FormatReport:
     quantization: str | None  # quant_method from config.json, if any
 
     @property
-    def formats(self) -> tuple[str, ...]:
-        return tuple(sorted(self.weights))
-
-    @property
     def weight_bytes(self) -> int:
         return sum((self.path / name).stat().st_size for names in self.weights.values() for name in names)
 
     def picks(self, load_format: str = "auto") -> tuple[str, ...]:
         """Return the files vLLM would load with `load_format` (empty: it would fail)."""
-        return select_weights([n for names in self.weights.values() for n in names], load_format)
+        if load_format not in LOAD_FORMAT_PATTERNS:
+            raise WeightFormatError(f"load_format={load_format!r} is not a file-based format; "
+                                    f"use one of {', '.join(LOAD_FORMAT_PATTERNS)}.")
+        names = [n for names in self.weights.values() for n in names]
+        for pattern in LOAD_FORMAT_PATTERNS[load_format]:
+            if found := tuple(sorted(n for n in names if fnmatch.fnmatch(n, pattern))):
+                return found
+        return ()
 
     def __str__(self) -> str:
         parts = ", ".join(f"{fmt}: {', '.join(names)}" for fmt, names in sorted(self.weights.items()))
@@ -52,56 +59,34 @@ class FormatReport:
         return f"{self.path.name}: {parts or 'no weight files'}{quant}"
 
 
-def select_weights(file_names: list[str], load_format: str = "auto") -> tuple[str, ...]:
-    """Return the names vLLM's loader keeps from `file_names` for `load_format`.
-
-    Raises:
-        WeightFormatError: `load_format` is not one the default loader knows.
-    """
-    try:
-        patterns = LOAD_FORMAT_PATTERNS[load_format]
-    except KeyError as exc:
-        known = ", ".join(LOAD_FORMAT_PATTERNS)
-        raise WeightFormatError(f"load_format={load_format!r} is not a file-based format; use one of {known}.") from exc
-    for pattern in patterns:
-        found = tuple(sorted(n for n in file_names if fnmatch.fnmatch(Path(n).name, pattern)))
-        if found:
-            return found
-    return ()
-
-
 def inspect_folder(path: str | Path) -> FormatReport:
-    """Group the weight files of a local model folder by format and read its quantization.
-
-    Example:
-        >>> print(inspect_folder(models.require("course/SmolLM2-135M-Instruct-bin")))
-        SmolLM2-135M-Instruct-bin: bin: pytorch_model.bin
-    """
+    """Group the weight files of a local model folder by format and read its quantization from config.json."""
     folder = Path(path)
     weights: dict[str, list[str]] = {}
     for item in sorted(folder.iterdir()):
-        fmt = WEIGHT_SUFFIXES.get(item.suffix)
-        if fmt and item.is_file():
+        if (fmt := WEIGHT_SUFFIXES.get(item.suffix)) and item.is_file():
             weights.setdefault(fmt, []).append(item.name)
-    return FormatReport(folder, {k: tuple(v) for k, v in weights.items()}, _quant_method(folder))
+    quant = None
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        quant = (json.loads((folder / "config.json").read_text()).get("quantization_config") or {}).get("quant_method")
+    return FormatReport(folder, {k: tuple(v) for k, v in weights.items()}, quant)
 
 
 def check_load_format(path: str | Path, load_format: str) -> tuple[str, ...]:
-    """Return the files `load_format` would load from a folder.
-
-    Raises:
-        WeightFormatError: none match; the message lists the weight files that are there.
-    """
-    report = inspect_folder(path)
-    picked = report.picks(load_format)
+    """Return the files `load_format` would load from a folder; WeightFormatError naming those there if none."""
+    picked = inspect_folder(path).picks(load_format)
     if not picked:
-        have = ", ".join(n for names in report.weights.values() for n in names) or "no weight files"
-        wanted = " or ".join(LOAD_FORMAT_PATTERNS[load_format])
-        raise WeightFormatError(
-            f"load_format={load_format!r} reads {wanted} but {report.path} has {have}: "
-            "use load_format='auto' or convert the weights."
-        )
+        names = sorted(p.name for p in Path(path).iterdir() if p.is_file())
+        raise WeightFormatError(weight_format_message(str(Path(path)), load_format, names))
     return picked
+
+
+def weight_format_message(where: str, load_format: str, names: list[str] | tuple[str, ...]) -> str:
+    """The advice when `load_format` matches none of `names`, the files of `where` (a folder or a repo)."""
+    wanted = " or ".join(LOAD_FORMAT_PATTERNS.get(load_format, (load_format,)))
+    weights = [n for n in names if Path(n).suffix in WEIGHT_SUFFIXES or n.endswith(OTHER_WEIGHT_SUFFIXES)]
+    have = ", ".join(weights) or "no weight files"
+    return f"load_format={load_format!r} reads {wanted} but {where} has {have}: use load_format='auto' or convert the weights."
 
 
 def missing_files(path: str | Path) -> list[str]:
@@ -120,29 +105,28 @@ def missing_files(path: str | Path) -> list[str]:
 
 
 def require_complete(path: str | Path) -> Path:
-    """Return `path` if vLLM can load it as a local model.
-
-    Raises:
-        LocalModelError: something is missing; the message names each missing file.
-    """
-    missing = missing_files(path)
-    if missing:
+    """Return `path` if vLLM can load it as a local model, else LocalModelError naming what is missing."""
+    if missing := missing_files(path):
         raise LocalModelError(f"{path} is not a loadable model folder: missing {', '.join(missing)}.")
     return Path(path)
 
 
-def _quant_method(folder: Path) -> str | None:
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    quant = cfg.get("quantization_config") or {}
-    return quant.get("quant_method")
+def model_folder(model: str, revision: str | None = None) -> Path | None:
+    """The folder a load of `model` reads: the folder itself, or the repo's cached snapshot (found by its
+    config.json, as huggingface_hub finds it offline); None when neither exists."""
+    if Path(model).is_dir():
+        return Path(model)
+    from huggingface_hub import try_to_load_from_cache
+
+    with contextlib.suppress(Exception):  # an id the cache cannot hold is simply not cached
+        if isinstance(found := try_to_load_from_cache(model, "config.json", revision=revision), str):
+            return Path(found).parent
+    return None
 
 
 # ---------------------------------------------------------------- safetensors header
 
-# The safetensors layout: 8 bytes (little-endian u64) = N, then N bytes of JSON, then raw data.
+# The layout: 8 bytes (little-endian u64) = N, then N bytes of JSON, then the raw data.
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit (safetensors refuses more)
 
 
@@ -157,15 +141,8 @@ class TensorEntry:
     end: int
 
     @property
-    def nbytes(self) -> int:
-        return self.end - self.start
-
-    @property
     def numel(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -190,22 +167,7 @@ class SafetensorsHeader:
     @property
     def dtypes(self) -> dict[str, int]:
         """How many tensors have each dtype."""
-        counts: dict[str, int] = {}
-        for entry in self.tensors:
-            counts[entry.dtype] = counts.get(entry.dtype, 0) + 1
-        return dict(sorted(counts.items()))
-
-    def tensor(self, name: str) -> TensorEntry:
-        """Return the entry called `name`.
-
-        Raises:
-            KeyError: no such tensor; the message names a few that exist.
-        """
-        for entry in self.tensors:
-            if entry.name == name:
-                return entry
-        sample = ", ".join(t.name for t in self.tensors[:3])
-        raise KeyError(f"{name!r} is not in {self.path.name} ({len(self.tensors)} tensors, e.g. {sample}).")
+        return dict(sorted(Counter(t.dtype for t in self.tensors).items()))
 
     def __str__(self) -> str:
         dtypes = ", ".join(f"{d}: {n}" for d, n in self.dtypes.items())
@@ -214,24 +176,15 @@ class SafetensorsHeader:
 
 
 def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
-    """Read a .safetensors file's header (8-byte length + JSON) without reading any tensor data.
-
-    This is what vLLM and `huggingface_hub.get_safetensors_metadata` do before loading: the
-    header alone tells every tensor's dtype, shape and byte range.
-
-    Args:
-        path: a `.safetensors` file.
-
-    Returns:
-        A `SafetensorsHeader`; tensors are in file order.
+    """Read a .safetensors file's header (8-byte length + JSON), as vLLM and (over HTTP)
+    `huggingface_hub.get_safetensors_metadata` do: no tensor data is read.
 
     Raises:
         LocalModelError: the file does not exist.
         WeightFormatError: the file is not a safetensors file (bad length prefix or header).
 
     Example:
-        >>> header = read_safetensors_header(models.require(BASE) / "model.safetensors")
-        >>> header.tensor("model.norm.weight")
+        >>> read_safetensors_header(base_dir / "model.safetensors").tensors[-1]
         TensorEntry(name='model.norm.weight', dtype='BF16', shape=(576,), start=269028864, end=269030016)
     """
     file = Path(path)

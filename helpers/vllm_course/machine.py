@@ -1,58 +1,48 @@
-"""What this machine can run: the one probe of CPU instruction set, GPU, dtype and quantized kernels.
+"""What this machine can run: the one probe of GPU, CPU instruction set, dtype and quantized kernels.
 
-vLLM's CPU build ships one kernel library per instruction set and loads one of them
-(`vllm/platforms/cpu.py`, `import_kernels`): `vllm._C` (AVX-512 with BF16), `vllm._C_AVX512` or
-`vllm._C_AVX2`. The AVX2 library has no `cpu_gemm_wna16`, the W4A16 kernel that GPTQ and AWQ run
-on, so a 4-bit model loads there and then fails at its first forward pass. This module asks the
-loaded library which ops it registered, instead of finding out by a crash, and picks the course's
-quantized model and the fastest dtype in one place.
-
-Example:
-    >>> from vllm_course.machine import quant_support
-    >>> print(quant_support())                                         # doctest: +SKIP
-    device cpu, AVX2 (vLLM library vllm._C_AVX2), dtype float32
-    GPTQ/AWQ 4-bit (W4A16)  no   vllm._C_AVX2 has no cpu_gemm_wna16 op: ...
-    int8 W8A8               yes  vllm._C_AVX2 has onednn_scaled_mm
+vLLM's CPU build loads one kernel library per instruction set (`vllm/platforms/cpu.py`): `vllm._C`
+(AVX-512 with BF16), `vllm._C_AVX512` or `vllm._C_AVX2`. The AVX2 one has no `cpu_gemm_wna16`, the
+W4A16 kernel GPTQ and AWQ run on, so a 4-bit model loads there and fails at its first forward pass;
+`quant_support()` asks the loaded library which ops it has instead of finding out by a crash. On a GPU
+the rules are vLLM 0.32's kernel requirements (`gpu_quantization_problem`, pure: testable on CPU).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from . import config
 
 # vLLM 0.32's CPU ops behind each quantized format.
 W4A16_OP = "cpu_gemm_wna16"
 W8A8_OP = "onednn_scaled_mm"
-# Compute capability vLLM 0.32 needs on a GPU: Marlin (GPTQ/AWQ 4-bit) and CUTLASS int8 (W8A8).
-GPU_MIN_CAPABILITY = {"w4a16": 75, "w8a8": 75}
+# What vLLM 0.32's CUDA kernels need, as major * 10 + minor (tests/test_bad_inputs.py checks them against
+# the installed vLLM): AutoGPTQConfig / AutoAWQConfig.get_min_capability(); Marlin (4-bit) and CUTLASS
+# int8 (W8A8); bfloat16 itself (Ampere). Below Marlin, GPTQ runs on Exllama: float16 activations only.
+METHOD_MIN_CAPABILITY = {"gptq": 60, "awq": 75}
+MARLIN_MIN_CAPABILITY = 75
+W8A8_MIN_CAPABILITY = 75
+BF16_MIN_CAPABILITY = 80
+# `quantization=` names (vLLM 0.32) that read the same checkpoint format.
+QUANT_FAMILIES = {"gptq": ("gptq", "auto_gptq", "gptq_marlin"), "awq": ("awq", "auto_awq", "awq_marlin"),
+                  "compressed-tensors": ("compressed-tensors",)}
 
 
 @dataclass(frozen=True)
 class QuantSupport:
-    """Which quantized formats vLLM can run here, and why.
+    """Which quantized formats vLLM can run here, and why (`why_*`: one line each)."""
 
-    Attributes:
-        device: "cpu" or "cuda".
-        isa: CPU instruction set vLLM chose its library by ("AVX512_BF16", "AVX512", "AVX2"), or
-            the GPU's compute capability ("sm_90").
-        library: the vLLM kernel library (CPU) or the GPU's name.
-        w4a16: GPTQ/AWQ 4-bit weights with 16-bit activations run here.
-        w8a8: int8 weights and activations (compressed-tensors W8A8) run here.
-        dtype: the dtype `machine_kwargs()` passes ("auto": the model's own).
-        why_w4a16: one line on the W4A16 answer.
-        why_w8a8: one line on the W8A8 answer.
-    """
-
-    device: str
-    isa: str
-    library: str
-    w4a16: bool
-    w8a8: bool
-    dtype: str
+    device: str  # "cpu" or "cuda"
+    isa: str  # the CPU instruction set vLLM chose its library by ("AVX512_BF16", "AVX512", "AVX2"), or "sm_90"
+    library: str  # vLLM's kernel library (CPU) or the GPU's name
+    w4a16: bool  # GPTQ/AWQ 4-bit weights, 16-bit activations
+    w8a8: bool  # int8 weights and activations (compressed-tensors W8A8)
+    dtype: str  # what machine_kwargs() passes ("auto": the model's own)
     why_w4a16: str
     why_w8a8: str
+    capability: int | None = None  # GPU compute capability, major * 10 + minor
 
     @property
     def quantized_model(self) -> str:
@@ -86,42 +76,37 @@ def cpu_isa() -> str:
 
 
 def best_dtype() -> str | None:
-    """The dtype `machine_kwargs()` passes to `LLM(...)`; None leaves vLLM's default (the config's).
+    """The dtype `machine_kwargs()` passes to `LLM(...)`; None keeps the model's own (bfloat16).
 
-    AVX2 CPUs have no bf16 arithmetic and vLLM emulates it: measured on one (8 prompts x 32 tokens,
-    fastest of 6 runs, `benchmarks/bench_quantized.py`) bfloat16 34 tok/s, float16 38, float32 78;
-    one prompt alone was a little faster in 16 bits (16-17 tok/s against 14). So float32 there,
-    for batches; 4-bit GPTQ/AWQ,
-    which need 16-bit activations, cannot run on AVX2 anyway. Elsewhere (GPU, AVX-512 with BF16:
-    450-470 tok/s in bf16) the model's own dtype, bfloat16. AVX-512 CPUs without BF16 keep it too:
-    not measured by the course.
+    AVX2 CPUs have no bf16 arithmetic and vLLM emulates it: measured there (8 prompts x 32 tokens,
+    `benchmarks/bench_quantized.py`) bfloat16 34 tok/s, float16 38, float32 78. So float32 on AVX2;
+    elsewhere (GPU, AVX-512 with BF16: 450-470 tok/s in bf16) the model's dtype.
     """
-    if has_gpu():
-        return None
-    return "float32" if cpu_isa() == "AVX2" else None
+    return "float32" if not has_gpu() and cpu_isa() == "AVX2" else None
 
 
 @functools.cache
 def quant_support() -> QuantSupport:
-    """Probe which quantized formats vLLM can run on this machine (cached per process).
-
-    On CPU it loads vLLM's kernel library for this CPU (as vLLM does on start) and looks for the
-    ops each format calls. On a GPU it reads the compute capability.
-
-    Returns:
-        A `QuantSupport`.
-    """
-    if has_gpu():
-        return _gpu_support()
+    """Probe which quantized formats vLLM can run here (once per process): on CPU, the ops of vLLM's
+    kernel library for this CPU, loaded as vLLM loads it; on a GPU, its compute capability."""
     import torch
 
+    if has_gpu():
+        major, minor = torch.cuda.get_device_capability(0)
+        cap = 10 * major + minor
+
+        def answer(need: int) -> tuple[bool, str]:
+            ok = cap >= need
+            return ok, f"compute capability {cap / 10:.1f} {'>=' if ok else '<'} {need / 10:.1f} (vLLM 0.32's kernel table)"
+
+        (w4, why4), (w8, why8) = answer(MARLIN_MIN_CAPABILITY), answer(W8A8_MIN_CAPABILITY)
+        return QuantSupport("cuda", f"sm_{cap}", torch.cuda.get_device_name(0), w4, w8, "auto", why4, why8, cap)
     isa = cpu_isa()
     library = {"AVX512_BF16": "vllm._C", "AVX512": "vllm._C_AVX512", "AVX2": "vllm._C_AVX2"}[isa]
     from vllm.platforms import current_platform
 
     current_platform.import_kernels()
-    ops = torch.ops._C
-    w4a16, w8a8 = hasattr(ops, W4A16_OP), hasattr(ops, W8A8_OP)
+    w4a16, w8a8 = hasattr(torch.ops._C, W4A16_OP), hasattr(torch.ops._C, W8A8_OP)
     why4 = (f"{library} has {W4A16_OP}" if w4a16 else
             f"{library} has no {W4A16_OP} op: GPTQ/AWQ load but fail at the first forward pass; "
             "use the W8A8 model, or a CPU with AVX-512, or a GPU")
@@ -129,17 +114,36 @@ def quant_support() -> QuantSupport:
     return QuantSupport("cpu", isa, library, w4a16, w8a8, best_dtype() or "auto", why4, why8)
 
 
-def _gpu_support() -> QuantSupport:
-    import torch
+def quant_family(method: str | None) -> str | None:
+    """The checkpoint format a `quantization=` name reads ("gptq_marlin" -> "gptq"), or None."""
+    return next((family for family, names in QUANT_FAMILIES.items() if method in names), None)
 
-    major, minor = torch.cuda.get_device_capability(0)
-    cap = 10 * major + minor
-    name = torch.cuda.get_device_name(0)
 
-    def answer(kind: str) -> tuple[bool, str]:
-        need = GPU_MIN_CAPABILITY[kind]
-        ok = cap >= need
-        return ok, f"compute capability {cap / 10:.1f} {'>=' if ok else '<'} {need / 10:.1f} (vLLM 0.32's kernel table)"
+def gpu_quantization_problem(method: str | None, dtype: Any, capability: int | None,
+                             device: str = "this GPU") -> str | None:
+    """Say why a `quantization=` / `dtype=` pair cannot run on a GPU of compute capability `capability`
+    (major * 10 + minor; None, a CPU: no rule applies), or return None when it can.
 
-    (w4, why4), (w8, why8) = answer("w4a16"), answer("w8a8")
-    return QuantSupport("cuda", f"sm_{cap}", name, w4, w8, "auto", why4, why8)
+    Example:
+        >>> gpu_quantization_problem("gptq", "bfloat16", 70, "Tesla V100")
+        "quantization='gptq' on Tesla V100 (compute capability 7.0) can only use vLLM's Exllama kernel, which takes float16 activations only (Marlin needs 7.5+, bfloat16 needs 8.0+): pass dtype='float16'."
+    """
+    if capability is None:
+        return None
+    family = quant_family(method)
+    name = str(dtype).replace("torch.", "") if dtype is not None else "auto"
+    name = {"half": "float16", "float": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(name, name)
+    cc = f"{capability // 10}.{capability % 10}"
+    if family and name not in ("auto", "float16", "bfloat16"):
+        return (f"quantization={method!r} runs 4-bit kernels that take float16 or bfloat16 activations, not "
+                f"{name}: pass dtype='float16' (or 'auto').")
+    if family in METHOD_MIN_CAPABILITY and capability < (need := METHOD_MIN_CAPABILITY[family]):
+        return (f"quantization={method!r} needs compute capability {need // 10}.{need % 10} or higher in vLLM 0.32 "
+                f"but {device} is {cc}: load the unquantized model ({config.BASE_MODEL}) or use a newer GPU.")
+    if family == "gptq" and capability < MARLIN_MIN_CAPABILITY and name != "float16":
+        return (f"quantization={method!r} on {device} (compute capability {cc}) can only use vLLM's Exllama kernel, "
+                "which takes float16 activations only (Marlin needs 7.5+, bfloat16 needs 8.0+): pass dtype='float16'.")
+    if name == "bfloat16" and capability < BF16_MIN_CAPABILITY:
+        return (f"dtype='bfloat16' needs compute capability 8.0 or higher (Ampere) but {device} is {cc}: "
+                "pass dtype='float16'.")
+    return None
