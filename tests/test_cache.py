@@ -1,5 +1,5 @@
-"""The cache package: text tables over `scan_cache_dir()`, the cached-snapshot lookup, the safe delete
-strategy (dry run, execute, nothing outside the cache), the free-space check and offline verification.
+"""The cache package: text tables over `scan_cache_dir()`, the safe delete strategy (dry run, execute,
+nothing outside the cache), the free-space check and offline verification.
 
 Caches are real folders: built file by file in the Hub's layout (blobs named by their etag,
 snapshot symlinks, refs), or downloaded by the real huggingface_hub client from a course hub.
@@ -114,17 +114,6 @@ class TestTable:
         (folder / "models--org--broken").mkdir()
         text = cache.table(scan_cache_dir(folder))
         assert "org/broken" not in text and text.count("\nwarning: Snapshots dir doesn't exist") == 1
-
-
-class TestCachedSnapshot:
-    def test_by_ref_by_commit_and_missing(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does the lookup follow `main`, take a cached commit as it is, and say to download what is missing?"""
-        folder, old, new = two_revisions
-        snapshots = folder / "models--org--model" / "snapshots"
-        assert cache.cached_snapshot("org/model", cache_dir=folder) == snapshots / new
-        assert cache.cached_snapshot("org/model", old, cache_dir=folder) == snapshots / old
-        with pytest.raises(CacheTargetError, match=r"^org/model \(v2\) is not in the cache .*: download it first"):
-            cache.cached_snapshot("org/model", "v2", cache_dir=folder)
 
 
 class TestDryRun:
@@ -346,10 +335,15 @@ class TestVerify:
         assert offline.mismatches == online.mismatches and offline.checked_count == online.checked_count
         assert [(m["path"], m["algorithm"]) for m in offline.mismatches] == [("config.json", "git-sha1")]
 
-    def test_not_cached_is_one_line_error(self, hf_cache: Path) -> None:
-        """Is verifying a repo that is not cached a CacheTargetError that says to download first?"""
-        with pytest.raises(CacheTargetError, match=r"^org/x \(main\) is not in the cache .*: download it first"):
-            cache.verify("org/x", cache_dir=hf_cache)
+    def test_revision_by_commit_and_not_cached(self, two_revisions: tuple[Path, str, str]) -> None:
+        """Does verify find a cached commit (not only `main`), and say to download a ref or repo it lacks?"""
+        folder, old, _ = two_revisions
+        report = cache.verify("org/model", revision=old, cache_dir=folder)
+        assert report.revision == old and report.checked_count == 2 and not report.mismatches
+        for repo_id, revision in (("org/model", "v2"), ("org/x", None)):
+            expected = rf"^{repo_id} \({revision or 'main'}\) is not in the cache .*: download it first"
+            with pytest.raises(CacheTargetError, match=expected):
+                cache.verify(repo_id, revision=revision, cache_dir=folder)
 
     def test_does_not_read_outside_the_cache(self, hf_cache: Path, secret: Path) -> None:
         """Is a blob symlinked out of the cache reported, not read?"""

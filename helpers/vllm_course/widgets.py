@@ -11,7 +11,8 @@ import importlib.util
 import os
 from typing import TYPE_CHECKING, Any
 
-from .cache import format_bytes, revisions, safe_delete_revisions, text_table
+from .cache import format_bytes, revisions, safe_delete_revisions
+from .console import table
 from .errors import CacheTargetError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class CacheBrowser:
                 for repo, rev in revisions(self.info)]
         lines = [f"Cache browser: {len(rows)} revision(s) of {len(self.info.repos)} repo(s), "
                  f"{format_bytes(self.info.size_on_disk)} on disk in {self.info.cache_dir}"]
-        lines += ["  " + line for line in text_table(rows, right=(4,)).splitlines()]
+        lines += ["  " + line for line in table(rows, right={4}).splitlines()]
         if self.pending is not None:
             lines += ["", self._dry_run()]
         elif self.selected:

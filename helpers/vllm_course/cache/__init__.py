@@ -3,7 +3,7 @@
 Lessons read the cache with `scan_cache_dir()` and write their cleaning policies as comprehensions
 over it; this package adds only what the library lacks:
 
-- `scan`: `table()` prints a scan with stable ages; `cached_snapshot()` finds a revision's folder.
+- `scan`: `table()` prints a scan with ages in days, the same on every run.
 - `clean`: `safe_delete_revisions()`, the library's `DeleteCacheStrategy` minus any path outside the cache.
 - `checks`: `check_free_space()` before a download, `verify()` (offline checksums) after it.
 
@@ -28,17 +28,15 @@ from __future__ import annotations
 
 from .checks import SpaceCheck, check_free_space, verify
 from .clean import safe_delete_revisions
-from .scan import cached_snapshot, format_bytes, hub_cache, revisions, table, text_table
+from .scan import format_bytes, hub_cache, revisions, table
 
 __all__ = [
     "SpaceCheck",
-    "cached_snapshot",
     "check_free_space",
     "format_bytes",
     "hub_cache",
     "revisions",
     "safe_delete_revisions",
     "table",
-    "text_table",
     "verify",
 ]

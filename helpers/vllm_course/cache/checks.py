@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CacheTargetError, InsufficientDiskSpaceError
-from .scan import COMMIT, cached_snapshot, format_bytes, hub_cache
+from .scan import format_bytes, hub_cache
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
     from huggingface_hub.utils._verification import FolderVerification
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA256, _SHA1 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -129,16 +129,24 @@ def verify(repo_id: str, *, revision: str | None = None,
     Raises:
         CacheTargetError: the repo or revision is not in the cache.
     """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
     from huggingface_hub.utils._verification import FolderVerification, Mismatch, compute_file_hash
 
     folder = hub_cache(cache_dir)
-    snapshot = cached_snapshot(repo_id, revision, folder)
+    try:  # the library's own lookup of a cached revision (no network)
+        snapshot = Path(snapshot_download(repo_id, revision=revision, cache_dir=folder, local_files_only=True))
+    except IncompleteSnapshotError as exc:  # partly downloaded: verify the files that are there
+        snapshot = Path(exc.snapshot_path)
+    except LocalEntryNotFoundError as exc:
+        raise CacheTargetError(f"{repo_id} ({revision or 'main'}) is not in the cache {folder}: download it first "
+                               "(hf download / snapshot_download).") from exc
     root = os.path.realpath(folder)
     checked, bad, unnamed = 0, [], []
     for file in sorted(p for p in snapshot.rglob("*") if p.is_file()):
         rel = file.relative_to(snapshot).as_posix()
         blob = Path(os.path.abspath(file.parent / os.readlink(file))) if file.is_symlink() else file
-        algorithm = "sha256" if _SHA256.fullmatch(blob.name) else "git-sha1" if COMMIT.fullmatch(blob.name) else None
+        algorithm = "sha256" if _SHA256.fullmatch(blob.name) else "git-sha1" if _SHA1.fullmatch(blob.name) else None
         if algorithm is None:
             unnamed.append(rel)
             continue

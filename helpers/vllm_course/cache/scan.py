@@ -1,21 +1,19 @@
-"""Read the cache: `scan_cache_dir()`'s own objects as stable text tables, and one cached-snapshot lookup."""
+"""Read the cache: `scan_cache_dir()`'s own objects as stable text tables."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..console import table as text_table
 from ..errors import CacheTargetError
 
 if TYPE_CHECKING:  # huggingface_hub reads HF_HOME / HF_ENDPOINT when imported: import it late
     from huggingface_hub import CachedRepoInfo, CachedRevisionInfo, HFCacheInfo
 
 DAY = 86_400.0
-COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def format_bytes(num: float) -> str:
@@ -69,37 +67,7 @@ def table(info: HFCacheInfo, by: str = "revision") -> str:
               f"{format_bytes(info.size_on_disk)} on disk in {info.cache_dir}")
     if info.incomplete_size_on_disk:
         footer += f"\n{format_bytes(info.incomplete_size_on_disk)} in incomplete downloads (`hf cache prune`)"
-    return "\n".join([text_table(rows, right), footer, *(f"warning: {w}" for w in info.warnings)])
-
-
-def text_table(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
-    """Given rows of cells (a header is just the first row), return aligned columns; `right`: right-aligned ones."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
-    return "\n".join("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows)
-
-
-def cached_snapshot(repo_id: str, revision: str | None = None,
-                    cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Given a model repo and a branch, tag or commit, return its snapshot folder in the cache.
-
-    No network and no completeness check: a partial snapshot is returned as it is (what a diagnosis
-    wants to look into); `snapshot_download(..., local_files_only=True)` is the check.
-
-    Raises:
-        CacheTargetError: that revision of the repo is not in the cache.
-    """
-    from huggingface_hub.file_download import repo_folder_name
-
-    folder = hub_cache(cache_dir) / repo_folder_name(repo_id=repo_id, repo_type="model")
-    ref = folder / "refs" / (revision or "main")
-    commit = revision if revision and COMMIT.fullmatch(revision) else None
-    if commit is None and ref.is_file():
-        commit = ref.read_text(encoding="utf-8").strip()
-    if commit is None or not (folder / "snapshots" / commit).is_dir():
-        raise CacheTargetError(f"{repo_id} ({revision or 'main'}) is not in the cache {folder.parent}: download it "
-                               "first (hf download / snapshot_download), or pass revision=<a cached commit hash>.")
-    return folder / "snapshots" / commit
+    return "\n".join([text_table(rows, right=right), footer, *(f"warning: {w}" for w in info.warnings)])
 
 
 def _ago(now: float, timestamp: float) -> str:
