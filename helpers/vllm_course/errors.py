@@ -36,7 +36,7 @@ class HubUnreachableError(HubError, ConnectionError):
 
 
 class CacheSafetyError(CourseError, PermissionError):
-    """A clean-up was asked to touch something outside the Hugging Face cache."""
+    """A clean-up was asked to delete something outside the Hugging Face cache (or the cache itself)."""
 
 
 class EnvCheckError(CourseError, ValueError):
@@ -44,7 +44,7 @@ class EnvCheckError(CourseError, ValueError):
 
 
 class CacheTargetError(CourseError, ValueError):
-    """A cache helper was given something that names nothing in the cache (repo, revision, policy value)."""
+    """A cache helper was given something that names nothing in the cache (repo, revision, table layout)."""
 
 
 class InsufficientDiskSpaceError(CourseError, OSError):
