@@ -8,27 +8,31 @@ built course repos (it stands in for the real Hub); the mirror is `hub serve --u
 over a new, empty root. Each client is the real huggingface_hub call
 `snapshot_download(repo_id, cache_dir=<its own folder>, endpoint=<mirror>)`.
 
-Clients are threads of this process (a ThreadPoolExecutor of `--concurrency` workers), not
-processes: a download is socket and disk IO, which releases the GIL, and 50 processes would each
-import huggingface_hub on a 2-core machine, timing imports rather than the hub. What the threads
-share that 50 learners would not: one huggingface_hub HTTP client and its connection pool (httpx's
-default, 100 connections; each client holds about one long download at a time).
+Clients are processes (a fresh interpreter each, its own HF_HOME), `--concurrency` at a time (a
+ThreadPoolExecutor of that many threads, each waiting on one process): a learner's kernel is a
+process, with its own huggingface_hub HTTP client and connection pool. Threads of one process
+were tried first and are not a class: they share one pool, so one learner's request goes out on
+a connection another left idle, and 4 of 40 and 25 of 100 thread clients failed with
+`RemoteProtocolError: Server disconnected without sending a response` (0 of 40 as processes, the
+same hour). A client's seconds are its `snapshot_download` call only (not the interpreter start).
 
 After each client returns, its files are hashed (sha256) and its cache is deleted, so the disk
 holds about `--concurrency` copies at a time; that hashing shares the CPUs with the downloads still
-running (a client's seconds are taken before it). The per-file counts come from the hubs' own
-request logs (`/_course/stats`), not from the clients. Time figures are not asserted anywhere;
-tests/test_class_load.py runs `measure()` with 20 clients and asserts only correctness.
+running. The per-file counts come from the hubs' own request logs (`/_course/stats`), not from the
+clients. Time figures are not asserted anywhere; tests/test_class_load.py runs `measure()` with
+20 clients and asserts only correctness.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -43,6 +47,19 @@ from vllm_course.hub.log import HubStats
 from vllm_course.hub.mirror import create_root
 from vllm_course.hub.repos import file_hashes
 
+# One learner: a fresh interpreter, its own HF_HOME; prints {"path"|"error", "seconds"} on its last line.
+CLIENT_CODE = r"""
+import json, sys, time
+from huggingface_hub import snapshot_download
+start = time.perf_counter()
+try:
+    out = {"path": snapshot_download(sys.argv[1], cache_dir=sys.argv[2], endpoint=sys.argv[3], token=False)}
+except Exception as exc:
+    out = {"error": f"{type(exc).__name__}: {exc}"}
+print(json.dumps(out | {"seconds": time.perf_counter() - start}))
+"""
+CLIENT_TIMEOUT = 900.0  # seconds before a client process counts as failed
+
 
 @dataclass(frozen=True)
 class ClientRun:
@@ -52,6 +69,7 @@ class ClientRun:
     seconds: float
     hashes: dict[str, str]
     error: str | None = None
+    retries: int = 0  # huggingface_hub's "Trying to resume download" warnings on its stderr
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,6 @@ class ClassLoad:
     upstream: HubStats
     mirror_rss_start: int | None  # bytes (VmRSS once the mirror answered), None off Linux
     mirror_rss_peak: int | None  # bytes (VmHWM: the process's peak resident memory)
-    client_retries: int  # huggingface_hub's "Error while downloading ... Trying to resume download" warnings
     hub_log_errors: dict[str, Counter[str]]  # "mirror"/"upstream" -> exception name -> times in its log
 
 
@@ -115,25 +132,13 @@ def hub_pair(repos: Path, work: Path) -> Iterator[tuple[hub.HubHandle, hub.HubHa
             yield upstream, mirror
 
 
-def run_clients(endpoint: str, repo_id: str, clients: int, concurrency: int,
-                work: Path) -> tuple[list[ClientRun], float, int]:
-    """Run `clients` snapshot_downloads, `concurrency` at a time, each into `work/client-NNN`;
-    return each client's run, the total seconds and the clients' download retries."""
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    bars_were_off = are_progress_bars_disabled()
-    disable_progress_bars()  # 50 bars at once would print rates, and cost CPU
-    retries = _RetryCounter()
-    logging.getLogger("huggingface_hub").addHandler(retries)
-    try:
-        start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="learner") as pool:
-            runs = list(pool.map(lambda i: _one_client(i, endpoint, repo_id, work / f"client-{i:03d}"), range(clients)))
-        return runs, time.perf_counter() - start, retries.count
-    finally:
-        logging.getLogger("huggingface_hub").removeHandler(retries)
-        if not bars_were_off:
-            enable_progress_bars()
+def run_clients(endpoint: str, repo_id: str, clients: int, concurrency: int, work: Path) -> tuple[list[ClientRun], float]:
+    """Run `clients` snapshot_download processes, `concurrency` at a time, each in `work/client-NNN`;
+    return each client's run and the total seconds."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="learner") as pool:
+        runs = list(pool.map(lambda i: _one_client(i, endpoint, repo_id, work / f"client-{i:03d}"), range(clients)))
+    return runs, time.perf_counter() - start
 
 
 def measure(repos: Path, repo_id: str, clients: int, concurrency: int, work: Path) -> ClassLoad:
@@ -149,12 +154,12 @@ def measure(repos: Path, repo_id: str, clients: int, concurrency: int, work: Pat
     expected, sizes = expected_files(repos / repo_id)
     with hub_pair(repos, work) as (upstream, mirror):
         rss_start = _proc_status_bytes(mirror.pid, "VmRSS")
-        runs, seconds, retries = run_clients(mirror.url, repo_id, clients, concurrency, work)
+        runs, seconds = run_clients(mirror.url, repo_id, clients, concurrency, work)
         rss_peak = _proc_status_bytes(mirror.pid, "VmHWM")
         mirror_stats, upstream_stats = mirror.stats(), upstream.stats()
         logged = {"mirror": _log_errors(mirror.log_file), "upstream": _log_errors(upstream.log_file)}
     return ClassLoad(repo_id, concurrency, seconds, expected, sizes, tuple(runs), mirror_stats, upstream_stats,
-                     rss_start, rss_peak, retries, logged)
+                     rss_start, rss_peak, logged)
 
 
 def report(load: ClassLoad) -> str:
@@ -166,7 +171,7 @@ def report(load: ClassLoad) -> str:
     up, down = load.upstream_gets(), load.mirror_gets()
     lines = [
         f"{n} snapshot_download clients of {load.repo_id} ({len(load.expected)} files, {total_mb:.1f} MB), "
-        f"{load.concurrency} at a time (threads), {os.cpu_count()} CPUs",
+        f"{load.concurrency} at a time (processes), {os.cpu_count()} CPUs",
         f"total              {load.seconds:8.1f} s   {n / load.seconds:.2f} clients/s, "
         f"{load.mirror.bytes_sent / 1e6 / load.seconds:.0f} MB/s served by the mirror",
         f"per client (s)     min {times[0]:.1f}  median {statistics.median(times):.1f}  p95 {p95:.1f}  max {times[-1]:.1f}",
@@ -174,7 +179,7 @@ def report(load: ClassLoad) -> str:
         f"errors             {len(load.errors)} of {n} clients; answers >= 400: mirror {load.mirror.errors}, "
         f"upstream {load.upstream.errors}",
         "hub log errors     " + "; ".join(_named_counts(name, c) for name, c in load.hub_log_errors.items()),
-        f"client retries     {load.client_retries} (huggingface_hub's 'Trying to resume download')",
+        f"client retries     {sum(c.retries for c in load.clients)} (huggingface_hub's 'Trying to resume download')",
         f"sha256             {'all right' if not load.wrong and not load.errors else 'WRONG'}: "
         f"{n - len(load.wrong) - len(load.errors)} of {n} clients got every file with the upstream's sha256",
         f"upstream metadata  {load.upstream.metadata_requests} requests (the mirror's listings of the repo)",
@@ -207,32 +212,28 @@ def main() -> int:
     return 0
 
 
-def _one_client(index: int, endpoint: str, repo_id: str, cache: Path) -> ClientRun:
-    """One learner: snapshot_download into its own cache, hash what it got, delete the cache."""
-    from huggingface_hub import snapshot_download
-
+def _one_client(index: int, endpoint: str, repo_id: str, folder: Path) -> ClientRun:
+    """One learner: snapshot_download in its own process and cache, hash what it got, delete the folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(folder / "hf-home"), HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
+               NO_COLOR="1")
+    command = [sys.executable, "-c", CLIENT_CODE, repo_id, str(folder / "hub"), endpoint]
     start = time.perf_counter()
     try:
-        folder = Path(snapshot_download(repo_id, cache_dir=cache, endpoint=endpoint, token=False))
-        seconds = time.perf_counter() - start
-        hashes = {p.relative_to(folder).as_posix(): file_hashes(p)[0]
-                  for p in sorted(folder.rglob("*")) if p.is_file()}
-        return ClientRun(index, seconds, hashes)
-    except Exception as exc:  # a client's failure is a figure of the run, not the end of it
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+        retries = done.stderr.count("Trying to resume download")
+        lines = done.stdout.strip().splitlines()
+        out = json.loads(lines[-1]) if lines else {"error": f"exit {done.returncode}: {done.stderr[-500:]}"}
+        if "error" in out:
+            return ClientRun(index, out.get("seconds", time.perf_counter() - start), {}, out["error"], retries)
+        snapshot = Path(out["path"])
+        hashes = {p.relative_to(snapshot).as_posix(): file_hashes(p)[0]
+                  for p in sorted(snapshot.rglob("*")) if p.is_file()}
+        return ClientRun(index, out["seconds"], hashes, None, retries)
+    except (subprocess.TimeoutExpired, OSError, ValueError) as exc:  # a client's failure is a figure of the run
         return ClientRun(index, time.perf_counter() - start, {}, f"{type(exc).__name__}: {exc}")
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
-
-
-class _RetryCounter(logging.Handler):
-    """Counts huggingface_hub's download retries (its warnings), which a learner sees in the cell's output."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += "Trying to resume download" in str(record.msg)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _log_errors(log_file: Path | None) -> Counter[str]:
