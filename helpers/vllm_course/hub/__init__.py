@@ -13,10 +13,8 @@ internet; it counts every request (`stats()`), and it can mirror an upstream hub
     0
     >>> h.stop()
 
-Commit shas are stable and unique per repo; revisions are `main` and that sha. A `.gated` file
-gates a repo (its lines are the accepted tokens). Dotfiles and anything outside the root are never
-served. Modules: server (HTTP), repos (the folder), log (counters), mirror, faults, control
-(processes), endpoint (HF_ENDPOINT), cli (`python -m vllm_course hub serve|start|stop|status|watch`).
+Modules: server (HTTP), repos (the folder), log (counters), mirror, faults, control (processes),
+endpoint (HF_ENDPOINT), cli (`python -m vllm_course hub serve|start|stop|status|watch`).
 """
 
 from .control import HubHandle, is_running, start, state_dir, stats, status, stop
