@@ -27,24 +27,54 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 
 from vllm_course import bench, config, engine
 from vllm_course.build import require
 from vllm_course.machine import quant_support
 
-_CHILD = r"""
-import json, sys
-from vllm_course import bench
-if __name__ == "__main__":
-    options = json.loads(sys.argv[3])
-    options.update(json.loads(sys.argv[4]))
-    result = bench.bench_model(sys.argv[1], sys.argv[2], **options)
-    print("RESULT " + json.dumps(result.to_dict()))
-"""
+PROMPTS = ("The capital of France is", "Write a short poem about the sea.",
+           "Explain what a hash table is in one paragraph.", "List three uses of a screwdriver:",
+           "def fibonacci(n):", "Once upon a time, in a small village,", "The three primary colours are",
+           "Translate 'good morning' into Spanish and German.")
+
+
+def throughput(llm, prompts: int, max_tokens: int, repeats: int) -> bench.Throughput:
+    """Generated tokens/s of `repeats` identical `llm.generate` calls after one untimed warm-up call
+    (the loop lesson 06 teaches; every request generates exactly `max_tokens`: greedy, EOS ignored)."""
+    from vllm import SamplingParams
+
+    batch = [PROMPTS[i % len(PROMPTS)] for i in range(prompts)]
+    params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
+    llm.generate(batch, params, use_tqdm=False)
+    tokens, seconds = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        outputs = llm.generate(batch, params, use_tqdm=False)
+        seconds.append(time.perf_counter() - start)
+        tokens.append(sum(len(out.outputs[0].token_ids) for out in outputs))
+    return bench.Throughput(prompts, max_tokens, tuple(tokens), tuple(seconds), warmup=1)
+
+
+def measure_model(model: str, label: str, prompts: int = 8, max_tokens: int = 64, repeats: int = 3,
+                  single: bool = True, **llm_kwargs) -> bench.BenchResult:
+    """Load `model` in this process, time a batch and (`single`) one prompt, release it."""
+    from vllm import LLM
+
+    before = engine.rss_bytes()
+    with engine.load_report(model) as report:
+        llm = LLM(model=model, **engine.machine_kwargs(**llm_kwargs))
+    try:
+        return bench.BenchResult.from_report(
+            report, label, batch=throughput(llm, prompts, max_tokens, repeats),
+            single=throughput(llm, 1, max_tokens, repeats) if single else None, rss_before_bytes=before)
+    finally:
+        engine.release(llm)
 
 
 def _measure(label: str, model: str, options: dict, llm_kwargs: dict) -> bench.BenchResult:
-    out = subprocess.run([sys.executable, "-c", _CHILD, model, label, json.dumps(options), json.dumps(llm_kwargs)],
+    """`measure_model` in a fresh process (so RSS is not inherited from the model before)."""
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps([model, label, options, llm_kwargs])],
                          capture_output=True, text=True, timeout=1800)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -79,8 +109,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--png", help="save the chart of the last round here")
     parser.add_argument("--base-dtypes", default="", help="also run the bf16 checkpoint in these dtypes (comma list)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    options = {"prompts": args.prompts, "max_tokens": args.max_tokens, "repeats": args.repeats, "warmup": 1}
+    if args.child:
+        model, label, options, llm_kwargs = json.loads(args.child)
+        print("RESULT " + json.dumps(measure_model(model, label, **options, **llm_kwargs).to_dict()))
+        return
+    options = {"prompts": args.prompts, "max_tokens": args.max_tokens, "repeats": args.repeats}
 
     support = quant_support()
     print(f"machine: {support.device}, {support.isa} ({support.library}); "

@@ -1,21 +1,13 @@
-"""Measure what a loaded vLLM engine costs and delivers: weights memory, process memory, tokens/s.
+"""Figures of a loaded vLLM engine, side by side: weights, process memory, tokens/s, ratios, a chart.
 
-The lesson keeps the real `LLM(...)` call in view and hands the engine to this module::
+The timing itself is taught code: lesson 06 (and benchmarks/bench_quantized.py) time
+`llm.generate` and hand the runs to `Throughput`; this module only holds, tabulates and draws::
 
-    from vllm import LLM
-    from vllm_course import bench
-    from vllm_course.engine import load_report, machine_kwargs, release
+    result = bench.BenchResult.from_report(report, "bf16", batch=Throughput(8, 32, tokens, seconds, warmup=1))
+    print(bench.Comparison((bf16, gptq)))          # ratios to the first result
+    bench.plot(comparison)
 
-    with load_report() as report:
-        llm = LLM(model="course/SmolLM2-135M-Instruct", **machine_kwargs())
-    result = bench.measure(llm, report, label="bf16")
-    release(llm)
-    print(result)
-
-Throughput is measured after warm-up runs, repeated, and reported as a median with its min and
-max: on a shared machine one run proves nothing. Every request generates exactly `max_tokens`
-tokens (greedy, `ignore_eos=True`), so runs of different models do the same amount of work.
-Compare models by ratios measured in one run (`compare`), never against figures from another day.
+Compare models by ratios measured in one run, never against figures from another day.
 """
 
 from __future__ import annotations
@@ -23,26 +15,12 @@ from __future__ import annotations
 import dataclasses
 import html
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import engine, formats
-
-# Eight short prompts of different kinds; a batch of K takes the first K (cycling if K > 8).
-DEFAULT_PROMPTS: tuple[str, ...] = (
-    "The capital of France is",
-    "Write a short poem about the sea.",
-    "Explain what a hash table is in one paragraph.",
-    "List three uses of a screwdriver:",
-    "def fibonacci(n):",
-    "Once upon a time, in a small village,",
-    "The three primary colours are",
-    "Translate 'good morning' into Spanish and German.",
-)
-
+from . import console, formats
 
 @dataclass(frozen=True)
 class Throughput:
@@ -149,6 +127,18 @@ class BenchResult:
     def rss_gib(self) -> float | None:
         return None if self.rss_bytes is None else self.rss_bytes / 2**30
 
+    @classmethod
+    def from_report(cls, report: Any, label: str, batch: Throughput, single: Throughput | None = None,
+                    rss_before_bytes: int | None = None) -> BenchResult:
+        """A result from a `load_report()` (memory, load time) and the throughputs a lesson measured."""
+        report = getattr(report, "report", None) or report
+        files, quantization = _file_bytes(report.model)
+        return cls(label=label, model=report.model, device=report.device,
+                   quantization=quantization if files is not None else report.quantization,
+                   load_seconds=report.seconds, checkpoint_gib=report.checkpoint_gib,
+                   weights_gib=report.weights_gib, file_bytes=files, rss_before_bytes=rss_before_bytes,
+                   rss_bytes=report.rss_bytes, gpu_bytes=report.gpu_bytes, batch=batch, single=single)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields (to pass a result between processes or save it)."""
         return dataclasses.asdict(self)
@@ -227,9 +217,7 @@ class Comparison:
     def table(self) -> str:
         """A plain-text table with ratios to the baseline in brackets."""
         rows = self.rows()
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                                   enumerate(zip(row, widths))) for row in rows)
+        return console.table(rows, right=range(1, len(rows[0])))
 
     def _repr_html_(self) -> str:
         rows = self.rows()
@@ -241,122 +229,13 @@ class Comparison:
         return self.table()
 
 
-def throughput(llm: Any, *, prompts: int = 8, max_tokens: int = 64, repeats: int = 3, warmup: int = 1,
-               texts: Sequence[str] = DEFAULT_PROMPTS) -> Throughput:
-    """Time `llm.generate` on `prompts` requests of `max_tokens` tokens each.
-
-    Args:
-        llm: a loaded `vllm.LLM`.
-        prompts: requests per run (1 for a single prompt).
-        max_tokens: tokens generated per request (greedy, end-of-text ignored, so always this many).
-        repeats: measured runs (the median is reported).
-        warmup: runs done first and not measured (the first run pays one-off costs).
-        texts: prompts to cycle through.
-
-    Returns:
-        A `Throughput` with the tokens and seconds of each measured run.
-
-    Raises:
-        ValueError: prompts, max_tokens or repeats below 1, or warmup below 0.
-
-    Example:
-        >>> print(throughput(llm, prompts=8, max_tokens=64))      # doctest: +SKIP
-        8 x 64 tokens: 449.5 tok/s median (min 448.6, max 450.2, 3 runs)
-    """
-    if min(prompts, max_tokens, repeats) < 1 or warmup < 0:
-        raise ValueError(f"prompts={prompts}, max_tokens={max_tokens}, repeats={repeats} must be >= 1 "
-                         f"and warmup={warmup} >= 0.")
-    from vllm import SamplingParams
-
-    batch = [texts[i % len(texts)] for i in range(prompts)]
-    params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
-    for _ in range(warmup):
-        llm.generate(batch, params, use_tqdm=False)
-    tokens, seconds = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        outputs = llm.generate(batch, params, use_tqdm=False)
-        seconds.append(time.perf_counter() - start)
-        tokens.append(sum(len(c.token_ids) for out in outputs for c in out.outputs))
-    return Throughput(prompts, max_tokens, tuple(tokens), tuple(seconds), warmup)
-
-
-def measure(llm: Any, report: Any, *, label: str | None = None, prompts: int = 8, max_tokens: int = 64,
-            repeats: int = 3, warmup: int = 1, single: bool = True,
-            rss_before_bytes: int | None = None) -> BenchResult:
-    """Measure a loaded engine: memory now, then batch and single-prompt throughput.
-
-    Args:
-        llm: the engine, as `LLM(...)` returned it.
-        report: the `load_report()` of that `LLM(...)` call (a LoadReport or the box it yields).
-        label: short name for tables (default: the last part of the model id).
-        prompts, max_tokens, repeats, warmup: see `throughput`.
-        single: also measure one prompt at a time (the latency a chat user feels).
-        rss_before_bytes: RSS before the load, when the caller measured it.
-
-    Returns:
-        A `BenchResult`.
-
-    Example:
-        >>> with load_report() as report:                                   # doctest: +SKIP
-        ...     llm = LLM(model="course/SmolLM2-135M-Instruct", **machine_kwargs())
-        >>> print(measure(llm, report, label="bf16", max_tokens=32).single)  # doctest: +SKIP
-        1 x 32 tokens: 74.3 tok/s median (min 73.7, max 75.0, 3 runs)
-    """
-    report = getattr(report, "report", None) or report
-    folder = engine._local_folder(report.model, None)
-    found = formats.inspect_folder(folder) if folder is not None else None
-    files = sum((found.path / n).stat().st_size for n in found.picks("auto")) if found else None
-    batch = throughput(llm, prompts=prompts, max_tokens=max_tokens, repeats=repeats, warmup=warmup)
-    one = throughput(llm, prompts=1, max_tokens=max_tokens, repeats=repeats, warmup=warmup) if single else None
-    return BenchResult(
-        label=label or Path(report.model).name,
-        model=report.model,
-        device=report.device,
-        quantization=found.quantization if found else report.quantization,
-        load_seconds=report.seconds,
-        checkpoint_gib=report.checkpoint_gib,
-        weights_gib=report.weights_gib,
-        file_bytes=files,
-        rss_before_bytes=rss_before_bytes,
-        rss_bytes=report.rss_bytes,
-        gpu_bytes=report.gpu_bytes,
-        batch=batch,
-        single=one,
-    )
-
-
-def bench_model(model: str, label: str | None = None, *, prompts: int = 8, max_tokens: int = 64,
-                repeats: int = 3, warmup: int = 1, single: bool = True, **llm_kwargs: Any) -> BenchResult:
-    """Load `model` with `LLM(model=..., **machine_kwargs(**llm_kwargs))`, measure it, release it.
-
-    Example:
-        >>> print(bench_model(str(models.require(config.GPTQ_MODEL)), "GPTQ").batch)  # doctest: +SKIP
-        8 x 64 tokens: 364.0 tok/s median (min 359.9, max 365.4, 3 runs)
-    """
-    from vllm import LLM
-
-    before = engine.rss_bytes()
-    with engine.load_report(model) as report:
-        llm = LLM(model=model, **engine.machine_kwargs(**llm_kwargs))
-    try:
-        return measure(llm, report, label=label, prompts=prompts, max_tokens=max_tokens, repeats=repeats,
-                       warmup=warmup, single=single, rss_before_bytes=before)
-    finally:
-        engine.release(llm)
-
-
-def compare(models: dict[str, str], **options: Any) -> Comparison:
-    """Benchmark several models one after another in this process; the first is the baseline.
-
-    Args:
-        models: {label: model id or folder}, e.g. {"bf16": base, "GPTQ": gptq}.
-        **options: passed to `bench_model` (prompts, max_tokens, repeats, ...).
-
-    Returns:
-        A `Comparison`: print it for a table, `plot(comparison)` for a chart.
-    """
-    return Comparison(tuple(bench_model(model, label, **options) for label, model in models.items()))
+def _file_bytes(model: str) -> tuple[int | None, str | None]:
+    """Bytes of the weight files vLLM reads for `model` (a folder or a cached repo id), and its quant_method."""
+    folder = formats.model_folder(model)
+    if folder is None:
+        return None, None
+    found = formats.inspect_folder(folder)
+    return sum((found.path / n).stat().st_size for n in found.picks("auto")), found.quantization
 
 
 def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
