@@ -80,7 +80,7 @@ class TestDiskFillsDuringDownload:
         assert first.type == "InsufficientDiskSpaceError", first
         assert re.fullmatch(re.escape("The disk of ") + r"/\S+/filling-disk/hf/hub" + re.escape(
             " filled up while downloading course/tiny-16mb (No space left on device): free space "
-            "(cache.plan_not_accessed / plan_keep_latest, lesson 08) or set HF_HUB_CACHE to a bigger disk before "
+            "(lesson 08's clean-up, or `hf cache prune`) or set HF_HUB_CACHE to a bigger disk before "
             "importing huggingface_hub, then download again."), first.message), first.message
         assert first.cause == "OSError"
         layout = found["layout_after_first"]

@@ -86,7 +86,7 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
     if _first(chain, OSError, errnos=(errno.ENOSPC,)) is not None:
         return InsufficientDiskSpaceError(
             f"The disk of {cache} filled up while downloading {what} (No space left on device): free space "
-            "(cache.plan_not_accessed / plan_keep_latest, lesson 08) or set HF_HUB_CACHE to a bigger disk before "
+            "(lesson 08's clean-up, or `hf cache prune`) or set HF_HUB_CACHE to a bigger disk before "
             "importing huggingface_hub, then download again.")
     denied = _first(chain, OSError, errnos=(errno.EROFS, errno.EACCES, errno.EPERM))
     if denied is not None and _in_hf_home(denied):

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from . import cache, formats, hub
 from .build import require
-from . import hub
 from .errors import GradingCheckError, HubUnreachableError
 from .hub import HubHandle, HubStats
 from .hub.repos import file_hashes
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+WEIGHT_SUFFIXES = (*formats.WEIGHT_SUFFIXES, ".pth")
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,6 @@ def native_stderr_to_stdout() -> Iterator[None]:
 # ---------------------------------------------------------------- the Hugging Face cache
 
 
-def hub_cache() -> Path:
-    """The HF_HUB_CACHE this process's huggingface_hub uses (read at its import)."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE).resolve()
-
-
 def cached_snapshot(repo_id: str, cache_dir: str | os.PathLike[str] | None = None) -> CachedSnapshot:
     """Return the cached revision of `repo_id` that `main` points to (or the only one).
 
@@ -97,7 +90,7 @@ def cached_snapshot(repo_id: str, cache_dir: str | os.PathLike[str] | None = Non
     """
     from huggingface_hub import scan_cache_dir
 
-    where = Path(cache_dir) if cache_dir is not None else hub_cache()
+    where = Path(cache_dir) if cache_dir is not None else cache.hub_cache().resolve()
     repos = [r for r in scan_cache_dir(where).repos if r.repo_id == repo_id and r.repo_type == "model"]
     if not repos:
         raise GradingCheckError(f"{repo_id} is not in the cache {where}: download it first (snapshot_download).")
@@ -120,11 +113,11 @@ def check_snapshot_in_cache(path: str | os.PathLike[str], repo_id: str) -> Cache
             snapshot, or lacks a file of the built repo.
     """
     given = Path(path)
-    cache = hub_cache()
+    root = cache.hub_cache().resolve()
     if not given.is_dir():
         raise GradingCheckError(f"{given} is not a folder: return the snapshot folder that snapshot_download gives.")
-    if cache not in given.resolve().parents:
-        raise GradingCheckError(f"{given} is not inside HF_HUB_CACHE ({cache}): download into the cache, "
+    if root not in given.resolve().parents:
+        raise GradingCheckError(f"{given} is not inside HF_HUB_CACHE ({root}): download into the cache, "
                                 "not into a local folder (no local_dir here).")
     snap = cached_snapshot(repo_id)
     if given.resolve() != snap.path.resolve():
