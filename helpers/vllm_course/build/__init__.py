@@ -55,8 +55,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
               log: Callable[[str], None] = print) -> list[BuiltRepo]:
     """Build every course repo that is missing or out of date; return them all.
 
-    One build at a time: a second one (`make test` during `make lab`'s background build) waits for
-    the first, then finds its repos up to date.
+    One build at a time: a second one waits for the first, then finds its repos up to date.
 
     Args:
         awq: build the AWQ variant too (default: `config.BUILD_AWQ`, else where 4-bit runs).

@@ -65,11 +65,6 @@ _COPY_IF_MISSING = ("tokenizer.json", "tokenizer_config.json", "special_tokens_m
                     "chat_template.jinja", "generation_config.json")
 
 
-def tool_venv_dir() -> Path:
-    """Where the quantizer's venv lives: `<course home>/tool-venv`."""
-    return config.course_home() / "tool-venv"
-
-
 def recipe_hash() -> str:
     """Short hash of the tool venv recipe and this Python's version: a change means a rebuild."""
     recipe = {"python": list(sys.version_info[:2]), "steps": _STEPS, "lock": _LOCK}
@@ -77,15 +72,13 @@ def recipe_hash() -> str:
 
 
 def ensure_tool_venv() -> Path:
-    """Create the quantizer's venv once; return its Python.
-
-    A stamp file holds the recipe's hash: when it matches, nothing is installed; a missing or stale
-    one (first run, interrupted build, changed recipe) rebuilds the venv from scratch.
+    """Create the quantizer's venv, `<course home>/tool-venv`, unless its stamp holds `recipe_hash()`;
+    return its Python. A missing or stale stamp (first run, interrupted build) rebuilds it from scratch.
 
     Raises:
         ModelBuildError: creating the venv or a pip install failed.
     """
-    venv = tool_venv_dir()
+    venv = config.course_home() / "tool-venv"
     python, stamp, wanted = venv / "bin" / "python", venv / STAMP_NAME, recipe_hash()
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return python
@@ -192,10 +185,7 @@ def _check_source(src: Path) -> None:
 
 
 def _complete_folder(out: Path, src: Path) -> None:
-    """Copy the files the quantizer dropped, delete its log, check the result.
-
-    gptqmodel's quant_log.csv holds per-layer timings (different on every build); vLLM does not read it.
-    """
+    """Copy the files the quantizer dropped, delete its per-layer timing log, check the result."""
     for name in _COPY_IF_MISSING:
         if (src / name).is_file() and not (out / name).exists():
             shutil.copy2(src / name, out / name)

@@ -32,11 +32,7 @@ CALIBRATION_SOURCE = "pydoc_data.topics (Python language reference shipped with 
 
 
 def calibration_texts(n: int = N_SAMPLES, seed: int = SEED) -> list[str]:
-    """`n` English prose paragraphs of the Python reference in the standard library, a seeded sample.
-
-    Raises:
-        ValueError: the standard library has fewer than `n` suitable paragraphs.
-    """
+    """`n` English prose paragraphs of the Python reference in the standard library, a seeded sample."""
     from pydoc_data.topics import topics
 
     candidates: list[str] = []

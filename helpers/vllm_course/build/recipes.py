@@ -107,13 +107,10 @@ def build_single_file(dst: Path, base: Path, weights_name: str) -> dict:
 
 
 def build_w8a8(dst: Path, base: Path) -> dict:
-    """Quantize every linear layer of the base to int8 W8A8, written as compressed-tensors.
-
-    Weights: symmetric int8 per output channel (scale = max|w| / 127 of the row, float32 [out, 1]).
-    Activations: quantized per token by vLLM at run time (`dynamic: true`), so no calibration. The
-    embedding (tied to `lm_head`) and the norms stay bf16. vLLM 0.32 runs it on CPU with oneDNN
-    (`CPUInt8ScaledMMLinearKernel`), in both its AVX2 and AVX-512 libraries.
-    """
+    """Every linear layer of the base as int8 W8A8 (compressed-tensors): weights symmetric int8 per
+    output channel (scale = max|w| / 127), activations quantized per token by vLLM at run time (no
+    calibration); embedding and norms stay bf16. vLLM 0.32's CPU libraries (AVX2 and AVX-512) run it
+    with oneDNN (`CPUInt8ScaledMMLinearKernel`)."""
     import torch
     from safetensors.torch import load_file, save_file
 
