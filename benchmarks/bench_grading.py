@@ -70,11 +70,12 @@ def main() -> int:
     print(f"{args.students} x {args.answers} on {args.exercise}, {os.cpu_count()} CPUs, SQLite gradebook")
     print(f"{'workers':>7} {'seconds':>8} {'students/min':>12}  failed  same scores  per student (seconds/score)")
     serial: dict[str, float | None] | None = None
+    built = config.repos_dir().resolve()  # read once: each run below moves VLLM_COURSE_HOME to a temporary home
     for workers in args.workers:
         with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
             home = Path(tmp) / "home"
             (home).mkdir()
-            (home / "repos").symlink_to(config.repos_dir().resolve(), target_is_directory=True)
+            (home / "repos").symlink_to(built, target_is_directory=True)
             os.environ.update(VLLM_COURSE_HOME=str(home), VLLM_COURSE_HUB_PORT=str(grade_cli._free_port()))
             root = course_copy(Path(tmp), args.exercise, args.answers, args.students)
             run = grade_cli.grade(args.exercise, root, workers=workers, feedback=False, progress=False)

@@ -60,7 +60,7 @@ class GradingCheckError(CourseError, AssertionError):
 
 
 class FineTuneError(CourseError, ValueError):
-    """A fine-tune was given bad settings (steps, layers, examples) or an output folder that exists."""
+    """Fine-tuning examples that cannot train anything: none, or one without a question or an answer."""
 
 
 # -- diagnose.py: bad inputs and faults around a load or a download -------------------------------
