@@ -1,23 +1,16 @@
 """`python -m vllm_course grade EXERCISE`: grade every submitted student of one exercise, in one command.
 
-Each step is nbgrader's own app or API, run on the course folder (`--course`, default: the folder
-of `nbgrader_config.py` here), in this order (docs/instructor-guide.md explains each one):
-
-    generate_assignment   only when the gradebook does not know the exercise yet
-    collect               when nbgrader's exchange is set up (a JupyterHub class): newest submissions
-    autograde             each student in a process of its own: `nbgrader autograde EX --student=S`
-    export                the gradebook to CSV (default grading/grades.csv)
-    generate_feedback     HTML per student, without hidden tests
-
-A failing or endless notebook costs only its own student: nbgrader interrupts a cell after
-`Execute.timeout` seconds (600 in nbgrader_config.py), a student's process that outlives
-`--student-timeout` is killed with its kernels, and every other student is still graded.
+nbgrader's own steps (docs/instructor-guide.md): generate_assignment (if the gradebook lacks it), collect (if the
+exchange works), autograde (one process per student), export (CSV), generate_feedback. A failing or endless notebook
+costs only its student: a cell stops after `Execute.timeout` s, a process past `--student-timeout` is killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from .errors import CourseError
 
 STUDENT_TIMEOUT_S = 3600  # backstop for a whole notebook: nbgrader's own limit is per cell
+_BIN = Path(sys.executable).parent  # nbgrader shells out to this venv's `alembic` and starts its kernel
 
 
 @dataclass(frozen=True)
@@ -73,37 +68,24 @@ def grade(exercise: str, course: Path | None = None, *, students: list[str] | No
           csv: Path | None = None, feedback: bool = True, progress: bool = True) -> GradeRun:
     """Grade `exercise` for every submitted student (or `students`) with nbgrader, and write the CSV.
 
-    Args:
-        exercise: the assignment id, a folder of `solutions/` (e.g. "ex1_download_and_cache").
-        course: the folder holding `nbgrader_config.py` (default: the current folder).
-        students: grade only these (default: every folder in grading/submitted/ after collect).
-        workers: students graded at once. Each worker gets its own course home and hub port, since
-            the exercises keep a scratch cache per course home. The gradebook is SQLite: see
-            benchmarks/bench_grading.py before using more than 1.
-        cell_timeout: nbgrader's `Execute.timeout` per cell, in seconds (default: the config's).
-        student_timeout: seconds after which one student's autograde is killed, kernels included.
-        csv: where `export` writes (default grading/grades.csv in the course folder).
-        feedback: run `generate_feedback` for the students graded.
-
-    Returns:
-        GradeRun with one StudentGrade per student, in the order graded.
+    `course` holds nbgrader_config.py (default: here). `workers` students are graded at once, each with its own
+    course home and hub port (the gradebook is SQLite: see benchmarks/bench_grading.py before using more than 1).
     """
     start = time.perf_counter()
     course = Path(course or Path.cwd()).resolve()
-    _venv_on_path()
+    if shutil.which("alembic") is None and (_BIN / "alembic").exists():  # nbgrader's gradebook runs it
+        os.environ["PATH"] = f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     api = _api(course)
     steps: list[str] = []
     with api.gradebook as gb:
         known = exercise in {a.name for a in gb.assignments}
     if not known:
-        _check(api.generate_assignment(exercise, force=True, create=True), f"generate_assignment {exercise}")
-        steps.append("generate_assignment")
+        _check(api.generate_assignment(exercise, force=True, create=True), "generate_assignment", exercise, steps)
     if api.exchange_is_functional:
-        _check(api.collect(exercise), f"collect {exercise}")
-        steps.append("collect")
+        _check(api.collect(exercise), "collect", exercise, steps)
     names = sorted(students or api.get_submitted_students(exercise))
-    envs = _worker_envs(course, max(1, workers))
-    grades = _autograde_all(course, exercise, names, envs, cell_timeout, student_timeout, progress)
+    grades = _autograde_all(course, exercise, names, _worker_envs(course, max(1, workers)), cell_timeout,
+                            student_timeout, progress)
     steps.append("autograde")
     with api.gradebook as gb:
         grades = [_with_score(gb, exercise, g) for g in grades]
@@ -140,44 +122,24 @@ def _grade_command(args: argparse.Namespace) -> int:
     return 0 if all(g.ok for g in run.grades) else 1
 
 
-# ---------------------------------------------------------------- nbgrader, configured as its apps are
-
-
 def _api(course: Path):
     """nbgrader's API, configured as `nbgrader` run in `course` is (Jupyter config path, then the folder)."""
     from jupyter_core.paths import jupyter_config_path
     from nbgrader.apps import NbGrader, NbGraderAPI
-
-    from .errors import CourseError
-
     if not (course / "nbgrader_config.py").is_file():
         raise CourseError(f"{course} has no nbgrader_config.py: run the grade command from the course "
                           "folder, or pass --course <folder with nbgrader_config.py>.")
     app = NbGrader()
     app.config_file_paths.extend([*jupyter_config_path(), str(course)])
-    cwd = os.getcwd()
-    os.chdir(course)  # nbgrader_config.py and nbgrader's paths are read relative to the course
-    try:
+    with contextlib.chdir(course):  # nbgrader_config.py and nbgrader's paths are read relative to the course
         app.load_config_file()
         return NbGraderAPI(config=app.config)
-    finally:
-        os.chdir(cwd)
 
 
-def _venv_on_path() -> None:
-    """nbgrader's gradebook shells out to `alembic`: put this Python's bin first when PATH lacks it."""
-    import shutil
-
-    bin_dir = str(Path(sys.executable).parent)
-    if shutil.which("alembic") is None and (Path(bin_dir) / "alembic").exists():
-        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def _check(result: dict, step: str) -> None:
-    from .errors import CourseError
-
+def _check(result: dict, step: str, exercise: str, steps: list[str]) -> None:
     if not result.get("success", False):
-        raise CourseError(f"nbgrader {step} failed:\n{result.get('error') or result.get('log', '')}")
+        raise CourseError(f"nbgrader {step} {exercise} failed:\n{result.get('error') or result.get('log', '')}")
+    steps.append(step)
 
 
 def _feedback(api, exercise: str, g: StudentGrade) -> StudentGrade:
@@ -192,17 +154,14 @@ def _feedback(api, exercise: str, g: StudentGrade) -> StudentGrade:
 def _export(api, csv: Path) -> None:
     """`nbgrader export --to CSV`: nbgrader's CSV plugin over the gradebook."""
     from nbgrader.plugins import CsvExportPlugin
-
     csv.parent.mkdir(parents=True, exist_ok=True)
-    plugin = CsvExportPlugin(config=api.config)
-    plugin.to = str(csv)
+    plugin = CsvExportPlugin(config=api.config, to=str(csv))
     with api.gradebook as gb:
         plugin.export(gb)
 
 
 def _with_score(gb, exercise: str, g: StudentGrade) -> StudentGrade:
     from nbgrader.api import MissingEntry
-
     try:
         sub = gb.find_submission(exercise, g.student)
     except MissingEntry:
@@ -211,21 +170,32 @@ def _with_score(gb, exercise: str, g: StudentGrade) -> StudentGrade:
     return StudentGrade(g.student, float(sub.score), float(sub.max_score), g.seconds, g.error)
 
 
-# ---------------------------------------------------------------- one process per student
-
-
 def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[dict[str, str]],
                    cell_timeout: int | None, student_timeout: float, progress: bool) -> list[StudentGrade]:
     """Autograde each student in its own `nbgrader autograde` process, `len(envs)` at a time."""
+    import psutil
     from tqdm.auto import tqdm
-
-    free = list(envs)
+    free, logs = list(envs), course / "grading" / "logs" / exercise
     bar = tqdm(total=len(students), unit="student", desc=f"autograde {exercise}", disable=not progress)
 
     def one(student: str) -> StudentGrade:
-        env = free.pop()
+        env, start, log = free.pop(), time.perf_counter(), f"(log: {logs / student}.log)"
+        cmd = [sys.executable, "-m", "nbgrader", "autograde", exercise, f"--student={student}", "--force",
+               *([f"--Execute.timeout={cell_timeout}"] if cell_timeout else [])]
         try:
-            return _autograde_one(course, exercise, student, env, cell_timeout, student_timeout)
+            logs.mkdir(parents=True, exist_ok=True)
+            with open(logs / f"{student}.log", "w", encoding="utf-8") as out:
+                proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=out, stderr=subprocess.STDOUT)
+                try:
+                    code = proc.wait(timeout=student_timeout)
+                    error = f"autograde exited {code} {log}" if code else ""
+                except subprocess.TimeoutExpired:
+                    tree = psutil.Process(proc.pid).children(recursive=True)  # kernels run in sessions of their own
+                    for p in [psutil.Process(proc.pid), *tree]:
+                        p.kill()
+                    proc.wait()
+                    error = f"killed after {student_timeout:g} s {log}"
+            return StudentGrade(student, None, 0.0, time.perf_counter() - start, error)
         finally:
             free.append(env)
             bar.set_postfix_str(student)
@@ -237,44 +207,11 @@ def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[
     return grades
 
 
-def _autograde_one(course: Path, exercise: str, student: str, env: dict[str, str],
-                   cell_timeout: int | None, student_timeout: float) -> StudentGrade:
-    import psutil
-
-    cmd = [sys.executable, "-m", "nbgrader", "autograde", exercise, f"--student={student}", "--force"]
-    if cell_timeout:
-        cmd.append(f"--Execute.timeout={cell_timeout}")
-    logs = course / "grading" / "logs" / exercise
-    logs.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(logs / f"{student}.log", "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            code = proc.wait(timeout=student_timeout)
-        except subprocess.TimeoutExpired:
-            tree = psutil.Process(proc.pid).children(recursive=True)  # kernels run in sessions of their own
-            for p in [psutil.Process(proc.pid), *tree]:
-                p.kill()
-            proc.wait()
-            code = None
-    seconds = time.perf_counter() - start
-    if code is None:
-        error = f"killed after {student_timeout:g} s (log: {logs / student}.log)"
-    else:
-        error = "" if code == 0 else f"autograde exited {code} (log: {logs / student}.log)"
-    return StudentGrade(student, None, 0.0, seconds, error)
-
-
 def _worker_envs(course: Path, workers: int) -> list[dict[str, str]]:
-    """The environment of each worker's autograde processes.
-
-    HF_* variables are dropped: each exercise sets up its own hub and cache in its first cell. With
-    more than one worker, each gets its own course home (its `repos` links to the built models)
-    and hub port, because the exercises keep one scratch cache per course home.
-    """
+    """Each worker's environment: no HF_* (each exercise sets up its own), and with several workers a course
+    home (its `repos` linked to the built models) and hub port each, as exercises keep a scratch cache per home."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    bin_dir = str(Path(sys.executable).parent)  # nbgrader shells out to `alembic` and starts this venv's kernel
-    base["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    base["PATH"] = f"{_BIN}{os.pathsep}{base.get('PATH', '')}"
     if workers == 1:
         return [base]
     envs = []

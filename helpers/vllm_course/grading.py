@@ -1,20 +1,8 @@
 """Independent checks the exercises' hidden tests call (nbgrader autograde).
 
-Each check recomputes the fact from the source of truth instead of trusting the learner's
-variables: the Hugging Face cache on disk (`scan_cache_dir`), the bytes of the built course repo,
-the course hub's own request log (`GET /_course/stats` at HF_ENDPOINT), a TCP connection to the
-endpoint. A value that was only hard-coded from an earlier run fails them.
-
-Checks raise `GradingCheckError` (an `AssertionError`, so nbgrader counts the cell as failed) with a
-message that says what was expected, what was found, and a hint; the message is what the learner
-reads in the feedback, so it never quotes test code.
-
-Example (a hidden test cell):
-    >>> from vllm_course import grading                                        # doctest: +SKIP
-    >>> snap = grading.check_snapshot_in_cache(snapshot_path, "course/SmolLM2-135M-Instruct")  # doctest: +SKIP
-    >>> grading.check_blobs(snap)                                              # doctest: +SKIP
-    >>> grading.weight_downloads(grading.hub_stats(), "course/SmolLM2-135M-Instruct")  # doctest: +SKIP
-    {'model.safetensors': 1}
+Each check recomputes the fact from its source (the HF cache on disk, the built repo's bytes, the course
+hub's request log), so a value hard-coded from an earlier run fails. Checks raise `GradingCheckError` (an
+`AssertionError`: nbgrader fails the cell) whose message, what the learner reads, says expected, found, hint.
 """
 
 from __future__ import annotations
@@ -22,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,7 +19,6 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from . import cache, formats, hub
 from .build import require
@@ -56,12 +45,8 @@ class CachedSnapshot:
 
 @contextlib.contextmanager
 def native_stderr_to_stdout() -> Iterator[None]:
-    """Send what C/C++ code writes to file descriptor 2 while the block runs to stdout instead.
-
-    nbgrader scores a test cell with any stderr output 0, and vLLM's CPU library prints lines such as
-    "NUMA binding: Using MEMBIND policy ..." straight to fd 2 when a hidden test loads an engine
-    (seen when the grader is not root). The text stays visible, as ordinary output.
-    """
+    """Send what C/C++ code writes to fd 2 during the block to stdout: nbgrader scores a test cell with
+    stderr output 0, and vLLM's CPU library prints "NUMA binding: ..." to fd 2 when it loads an engine."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -80,16 +65,9 @@ def native_stderr_to_stdout() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- the Hugging Face cache
-
-
 def cached_snapshot(repo_id: str, cache_dir: str | os.PathLike[str] | None = None) -> CachedSnapshot:
-    """Return the cached revision of `repo_id` that `main` points to (or the only one).
-
-    Raises:
-        GradingCheckError: the repo is not in the cache, or it has several revisions and none is main.
-    """
+    """The cached revision of `repo_id` that `main` points to (or the only one); GradingCheckError if none."""
     from huggingface_hub import scan_cache_dir
-
     where = Path(cache_dir) if cache_dir is not None else cache.hub_cache().resolve()
     repos = [r for r in scan_cache_dir(where).repos if r.repo_id == repo_id and r.repo_type == "model"]
     if not repos:
@@ -103,15 +81,7 @@ def cached_snapshot(repo_id: str, cache_dir: str | os.PathLike[str] | None = Non
 
 
 def check_snapshot_in_cache(path: str | os.PathLike[str], repo_id: str) -> CachedSnapshot:
-    """Check that `path` is the cached snapshot of `repo_id` and holds every file of the repo.
-
-    Returns:
-        The snapshot as the cache scan sees it.
-
-    Raises:
-        GradingCheckError: the path is outside HF_HUB_CACHE, is another folder than the scan's
-            snapshot, or lacks a file of the built repo.
-    """
+    """Check `path` is the cached snapshot of `repo_id` (in HF_HUB_CACHE, as the scan sees it) with every file."""
     given = Path(path)
     root = cache.hub_cache().resolve()
     if not given.is_dir():
@@ -129,14 +99,7 @@ def check_snapshot_in_cache(path: str | os.PathLike[str], repo_id: str) -> Cache
 
 
 def check_blobs(snapshot: CachedSnapshot) -> None:
-    """Check each snapshot file is a link to its blob, whose bytes hash to the blob's name and equal the repo's.
-
-    A blob is named after its etag: the sha256 of an LFS file (weights), the git blob id (sha1 of
-    `blob <size>\\0<bytes>`) of a small one.
-
-    Raises:
-        GradingCheckError: a link points elsewhere, a blob is corrupt, or its bytes are not the repo's.
-    """
+    """Check each snapshot file links to its blob, whose bytes hash to its name (sha256 or git sha1), as the repo's."""
     source = require(snapshot.repo_id)
     for name, blob in sorted(snapshot.blobs.items()):
         link = snapshot.path / name
@@ -157,11 +120,7 @@ def repo_files(repo_id: str) -> tuple[str, ...]:
 
 
 def check_folder_matches_repo(folder: str | os.PathLike[str], repo_id: str) -> None:
-    """Check a local folder (e.g. a `local_dir` download) holds every repo file with the same bytes.
-
-    Raises:
-        GradingCheckError: a file is missing, is a link into the HF cache, or differs from the repo's.
-    """
+    """Check a local folder (e.g. a `local_dir` download) holds every repo file as a real file with the same bytes."""
     folder, source = Path(folder), require(repo_id)
     for name in repo_files(repo_id):
         mine = folder / name
@@ -174,14 +133,8 @@ def check_folder_matches_repo(folder: str | os.PathLike[str], repo_id: str) -> N
 
 
 # ---------------------------------------------------------------- the course hub's log
-
-
 def hub_stats(url: str | None = None) -> HubStats:
-    """The request log of the course hub at `url` (default: this process's HF_ENDPOINT).
-
-    Raises:
-        GradingCheckError: nothing answers there, or it is not a course hub.
-    """
+    """The request log of the course hub at `url` (default: this process's HF_ENDPOINT)."""
     url = url or os.environ.get("HF_ENDPOINT", "")
     try:
         return hub.stats(url)
@@ -191,11 +144,7 @@ def hub_stats(url: str | None = None) -> HubStats:
 
 
 def weight_downloads(stats: HubStats, repo_id: str) -> dict[str, int]:
-    """Full downloads (status 200, whole file) of each weight file of `repo_id` in a hub log.
-
-    Every weight file of the built repo is a key, with 0 if it was never downloaded; ranged
-    reads (vLLM's header peeks) and HEADs do not count.
-    """
+    """Full downloads of each weight file of `repo_id` in a hub log (0 if never; ranged reads and HEADs don't count)."""
     counts = {name: 0 for name in repo_files(repo_id) if name.endswith(WEIGHT_SUFFIXES)}
     for item in stats.files:
         if item.repo_id == repo_id and item.path.endswith(WEIGHT_SUFFIXES):
@@ -204,13 +153,8 @@ def weight_downloads(stats: HubStats, repo_id: str) -> dict[str, int]:
 
 
 def check_each_weight_downloaded_once(stats: HubStats, repo_id: str) -> None:
-    """Check the hub sent each weight file of `repo_id` exactly once.
-
-    Raises:
-        GradingCheckError: a weight file was never downloaded, or more than once.
-    """
-    counts = weight_downloads(stats, repo_id)
-    wrong = {name: n for name, n in counts.items() if n != 1}
+    """Check the hub sent each weight file of `repo_id` exactly once."""
+    wrong = {name: n for name, n in weight_downloads(stats, repo_id).items() if n != 1}
     if wrong:
         detail = ", ".join(f"{name} {n} time(s)" for name, n in sorted(wrong.items()))
         raise GradingCheckError(f"The hub sent {detail}; expected each weight file of {repo_id} once: "
@@ -223,17 +167,12 @@ def endpoint_answers(url: str) -> bool:
 
 
 def sentinel_hub() -> HubHandle:
-    """Start a private hub that serves no model and logs every request (port chosen by the OS).
-
-    Point a client that must stay offline at it: any request it sends shows up in `stats()`
-    (and fails fast with a 404, instead of ~2 minutes of retries against a closed port).
-    """
+    """Start a private hub that serves no model and logs every request: a client that must stay offline
+    points at it, and each request it sends shows up in `stats()` (and fails fast with a 404)."""
     return hub.start(root=tempfile.mkdtemp(prefix="sentinel-hub-"), port=0)
 
 
 # ---------------------------------------------------------------- the offline exercise
-
-
 PROBE = textwrap.dedent('''\
     """Grading probe: report what a child process sees (same command line as offline_generate.py)."""
     import json, os, sys
@@ -263,8 +202,6 @@ def python() -> str:
 
 
 # ---------------------------------------------------------------- watching a learner's script run
-
-
 QUESTIONS = (
     "What is the capital of Italy?", "What is the capital of Japan?", "What is the capital of Spain?",
     "What is the capital of Germany?", "What is the capital of Egypt?", "What is the capital of Canada?",
@@ -275,46 +212,35 @@ QUESTIONS = (
 
 def random_questions(n: int = 1) -> list[str]:
     """`n` different questions drawn at random: an answer typed in beforehand cannot match them."""
-    import random
-
     return random.sample(QUESTIONS, n)
 
 
 SCRIPT_PROBE = textwrap.dedent('''\
-    """Grading probe: import a learner's script, call its main(model, question) here, record what happened.
-
-    Usage: python probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
-
-    Nothing is imported before the script's own top level runs, so the script sees its environment as it
-    would alone. vLLM's LLM class is watched from its import on: each engine built, each text it generated.
-    """
+    """Grading probe: run a learner's script, call its main(model, question), record engines and texts."""
+    # python probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
+    # Only the standard library is imported before the script runs, so it sees its environment as it would alone.
     import importlib.abc, importlib.util, json, os, runpy, sys, urllib.request
 
     report_path, script, sentinel, jobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     reference = sys.argv[5] if len(sys.argv) > 5 else ""
     engines, generated, watching = [], [], [True]
 
-
     def _model(llm):
         return str(llm.llm_engine.model_config.model)
-
 
     def _watch(module):
         cls = module.LLM
         init, add, run = cls.__init__, cls._add_request, cls._run_engine
         params = {}
-
         def watched_init(self, *args, **kwargs):
             init(self, *args, **kwargs)
             if watching[0]:
                 engines.append(_model(self))
-
         def watched_add(self, prompt, sampling, *args, **kwargs):
             request_id = add(self, prompt, sampling, *args, **kwargs)
             params[(id(self), str(request_id))] = {"temperature": getattr(sampling, "temperature", None),
                                                     "max_tokens": getattr(sampling, "max_tokens", None)}
             return request_id
-
         def watched_run(self, *args, **kwargs):
             outputs = run(self, *args, **kwargs)
             if watching[0]:
@@ -325,9 +251,7 @@ SCRIPT_PROBE = textwrap.dedent('''\
                                           "tokens": len(c.token_ids),
                                           "params": params.get((id(self), str(out.request_id)), {})})
             return outputs
-
         cls.__init__, cls._add_request, cls._run_engine = watched_init, watched_add, watched_run
-
 
     class _WatchVllm(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
@@ -344,13 +268,11 @@ SCRIPT_PROBE = textwrap.dedent('''\
             spec.loader.exec_module = exec_module
             return spec
 
-
     def _sentinel_requests():
         if not sentinel:
             return None
         with urllib.request.urlopen(sentinel.rstrip("/") + "/_course/stats", timeout=10) as answer:
             return json.load(answer)["requests"]
-
 
     sys.meta_path.insert(0, _WatchVllm())
     namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
@@ -404,25 +326,17 @@ class ScriptRun:
 def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, offline: bool, endpoint: str,
                hub_cache: str | os.PathLike[str] | None = None, reference: str | os.PathLike[str] | None = None,
                timeout: float = 600) -> ScriptRun:
-    """Run `main(model, question)` of a learner's script for each job, in one fresh process under the probe.
+    """Run the script's `main(model, question)` for each (model, question) job in one fresh process under the probe.
 
-    Args:
-        script: the learner's script (it defines `main(model, question) -> dict`).
-        jobs: (model folder or repo id, question) pairs, run in order.
-        offline: whether the process gets HF_HUB_OFFLINE=1 (otherwise the variable is removed).
-        endpoint: HF_ENDPOINT of the process (a sentinel hub, whose requests are counted per job).
-        hub_cache: HF_HUB_CACHE of the process (default: inherited).
-        reference: a model folder the grader then loads itself, to answer every question greedily.
+    `offline` sets HF_HUB_OFFLINE=1 (else removes it), `endpoint` is HF_ENDPOINT (a sentinel whose requests are
+    counted per job), `hub_cache` HF_HUB_CACHE; the grader then loads `reference` to answer each question greedily.
     """
     work = Path(tempfile.mkdtemp(prefix="script-probe-"))
     probe, report = work / "probe.py", work / "report.json"
     probe.write_text(SCRIPT_PROBE, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    env["HF_ENDPOINT"] = endpoint
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    if hub_cache is not None:
-        env["HF_HUB_CACHE"] = str(hub_cache)
+    env = {**{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}, "HF_ENDPOINT": endpoint,
+           **({"HF_HUB_OFFLINE": "1"} if offline else {}),
+           **({} if hub_cache is None else {"HF_HUB_CACHE": str(hub_cache)})}
     payload = json.dumps([{"model": str(m), "question": q} for m, q in jobs])
     argv = [python(), str(probe), str(report), str(Path(script).resolve()), endpoint, payload]
     done = subprocess.run(argv + ([str(reference)] if reference else []), env=env, capture_output=True, text=True,
@@ -434,16 +348,8 @@ def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, o
 
 
 def check_engine_answered(run: ScriptRun, index: int, model: str | os.PathLike[str]) -> str:
-    """Check call `index` of a probed run: main() built a vLLM engine from `model` and returned what it generated.
-
-    Returns:
-        The answer main() returned.
-
-    Raises:
-        GradingCheckError: main() raised or returned no {"offline", "answer"} dict, built no engine or one
-            from elsewhere, the engine generated no answer to the question asked, the returned text is not the
-            generated one (or not the grader's own greedy answer), or the reported flag is not huggingface_hub's.
-    """
+    """Check call `index` of a probed run built a vLLM engine from `model` and returned its greedy answer and the
+    real offline flag; return the answer."""
     job = run.job(index)
     if job["error"]:
         raise GradingCheckError(f"main({job['model']!r}, ...) raised {job['error']}")
@@ -489,12 +395,10 @@ def _same_model(engine_model: str, model: str | os.PathLike[str]) -> bool:
 def cache_holding(repo_id: str) -> Path:
     """A new HF cache folder holding every file of `repo_id`, downloaded from a private course hub (then stopped)."""
     from huggingface_hub import snapshot_download
-
     cache = Path(tempfile.mkdtemp(prefix="graded-cache-"))
     private = hub.start(port=0)
     try:
-        # Activated too, not only passed: huggingface_hub's own side requests (its once-a-day
-        # /api/agent-harnesses fetch) go to constants.ENDPOINT, which may be a sentinel being watched.
+        # activated too: huggingface_hub's side requests go to constants.ENDPOINT, maybe a watched sentinel
         with private.activate():
             snapshot_download(repo_id, cache_dir=cache, endpoint=private.url)
     finally:
@@ -502,29 +406,7 @@ def cache_holding(repo_id: str) -> Path:
     return cache
 
 
-# ---------------------------------------------------------------- vLLM's own log in this process
-
-
-def vllm_log_mark() -> int:
-    """A mark in this process's vLLM log (every message since `vllm_course.engine` was imported)."""
-    from . import engine
-
-    return len(engine._LOG_LINES)
-
-
-def checkpoint_sizes_logged(since: int) -> list[float]:
-    """The `Checkpoint size: X GiB` figures vLLM logged in this process after `since` (a `vllm_log_mark()`)."""
-    import re
-
-    from . import engine
-
-    return [float(m.group(1)) for line in engine._LOG_LINES[since:]
-            for m in [re.search(r"Checkpoint size: ([\d.]+) GiB", line)] if m]
-
-
 # ---------------------------------------------------------------- the quantization exercise
-
-
 @dataclass(frozen=True)
 class Remeasured:
     """One re-run of a learner's `measure()`, and what the grader saw meanwhile."""
@@ -537,30 +419,24 @@ class Remeasured:
 
 
 def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
-    """Call the learner's `measure()` on a copy (links) of `repo_id`'s files under a new folder name.
-
-    A figure typed in per model name does not fit a folder the learner has never seen. The learner's
-    `tokens_per_second` (looked up in `namespace`, the kernel's globals) is watched while it runs and put back.
-    """
+    """Call the learner's `measure()` on links to `repo_id`'s files under a folder name never seen (no typed-in
+    figure fits), watching `tokens_per_second` in `namespace` (the kernel's globals) meanwhile."""
     import resource
 
-    from .engine import rss_bytes
-
-    snapshot = require(repo_id)  # the files the hub serves for it
+    from . import engine
     copy = Path(tempfile.mkdtemp(prefix="graded-")) / "model-under-test"
     copy.mkdir()
-    for item in snapshot.iterdir():
+    for item in require(repo_id).iterdir():  # the files the hub serves for it
         if not item.name.startswith("."):
             (copy / item.name).symlink_to(item.resolve())
-    timed = []
-    real = namespace["tokens_per_second"]
+    timed, real = [], namespace["tokens_per_second"]
 
     def watched_tokens_per_second(llm, n_prompts, max_tokens, repeats=3, warmup=1):
         rates = real(llm, n_prompts, max_tokens, repeats, warmup)
         timed.append(((n_prompts, max_tokens, repeats, warmup), list(rates)))
         return rates
 
-    mark, before = vllm_log_mark(), rss_bytes()
+    mark, before = len(engine._LOG_LINES), engine.rss_bytes()  # vLLM's log in this process
     namespace["tokens_per_second"] = watched_tokens_per_second
     try:
         with native_stderr_to_stdout():
@@ -568,4 +444,6 @@ def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
     finally:
         namespace["tokens_per_second"] = real
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return Remeasured(dict(figures), tuple(timed), tuple(checkpoint_sizes_logged(mark)), before / 2**30, peak / 2**30)
+    sizes = tuple(float(m.group(1)) for line in engine._LOG_LINES[mark:]
+                  for m in [re.search(r"Checkpoint size: ([\d.]+) GiB", line)] if m)
+    return Remeasured(dict(figures), tuple(timed), sizes, before / 2**30, peak / 2**30)
