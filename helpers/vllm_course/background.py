@@ -1,16 +1,5 @@
-"""The slow part of the model build (GPTQ and AWQ: minutes each) in the background.
-
-`make lab` builds the quick repos (bf16, -bin, -pt, W8A8, -sharded: seconds), starts the rest with
-`python -m vllm_course models build --background` and opens JupyterLab at once. The background
-build draws a tqdm bar in the terminal it was started from and writes its log to
-`<course home>/logs/models-build.log`. `python -m vllm_course models status` shows what is built,
-and lessons that need a quantized repo call `wait_for`, which shows a bar until it is there.
-
-Example:
-    >>> from vllm_course import background
-    >>> background.wait_for("course/SmolLM2-135M-Instruct-GPTQ-Int4")      # doctest: +SKIP
-    waiting for course/SmolLM2-135M-Instruct-GPTQ-Int4: 100%|██████| 212/212 s
-"""
+"""GPTQ and AWQ (minutes each) built in the background by `models build --background` (`make lab`);
+lessons that need them call `wait_for`, which shows a progress bar until the repo is built."""
 
 from __future__ import annotations
 
@@ -24,19 +13,15 @@ from pathlib import Path
 from . import build, config
 from .errors import ModelNotBuiltError
 
-ALL_REPOS = config.COURSE_MODELS      # what `models status` lists, in build order
-# Seconds a first quantized build took on an AVX2 course machine (tool venv ~170 s, GPTQ ~390 s):
-# what the waiting bar counts towards.
-EXPECTED_SECONDS = {config.GPTQ_MODEL: 600, config.AWQ_MODEL: 400}
+ALL_REPOS = config.COURSE_MODELS  # what `models status` lists, in build order
+EXPECTED_SECONDS = {config.GPTQ_MODEL: 600, config.AWQ_MODEL: 400}  # a first AVX2 build (tool venv, then GPTQ)
 
 
 def log_path() -> Path:
-    """Log of the background build."""
     return config.course_home() / "logs" / "models-build.log"
 
 
 def pid_path() -> Path:
-    """Process id of the running background build."""
     return config.course_home() / "logs" / "models-build.pid"
 
 
@@ -56,11 +41,9 @@ def start(*, awq: bool | None = None) -> int:
         print(f"model build already running (pid {pid}); log: {log_path()}")
         return pid
     log_path().parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "vllm_course.background", "--run"]
-    if awq is not None:
-        cmd.append("--awq" if awq else "--no-awq")
-    with log_path().open("w") as log:
-        # stdout -> the log file; stderr (the tqdm bar) stays on the terminal that started it.
+    flag = [] if awq is None else ["--awq" if awq else "--no-awq"]
+    cmd = [sys.executable, "-m", "vllm_course.background", "--run", *flag]
+    with log_path().open("w") as log:  # stderr (the tqdm bar) stays on the terminal that started it
         proc = subprocess.Popen(cmd, stdout=log, stderr=None, start_new_session=True)
     pid_path().write_text(str(proc.pid))
     print(f"building GPTQ/AWQ in the background (pid {proc.pid}): `python -m vllm_course models status`; "
@@ -74,16 +57,13 @@ def status() -> str:
     building = pid is not None or build.build_running()
     lines = []
     for repo_id in ALL_REPOS:
-        if build.is_built(repo_id):
-            state = "built"
-        elif repo_id == config.AWQ_MODEL and not build.wants_awq():
-            state = "not built: only where 4-bit runs (VLLM_COURSE_BUILD_AWQ=1 make models)"
-        elif building:
-            state = "building"
-        else:
-            state = "not built: `make models`"
+        state = ("built" if build.is_built(repo_id) else
+                 "not built: only where 4-bit runs (VLLM_COURSE_BUILD_AWQ=1 make models)"
+                 if repo_id == config.AWQ_MODEL and not build.wants_awq() else
+                 "building" if building else "not built: `make models`")
         lines.append(f"{repo_id:45s} {state}")
-    tail = _last_log_line()
+    log = log_path().read_text(errors="replace") if log_path().is_file() else ""
+    tail = next((line for line in reversed(log.splitlines()) if line.strip()), "")[:120]  # last non-empty line
     lines.append(f"background build: {'running, pid ' + str(pid) if pid else 'not running'}"
                  + (" (a `make models` build is running)" if building and not pid else "")
                  + (f"; last log line: {tail}" if tail else ""))
@@ -91,12 +71,7 @@ def status() -> str:
 
 
 def wait_for(repo_id: str, *, timeout: float = 1800) -> Path:
-    """Return the folder of a built course repo, waiting with a progress bar while it builds.
-
-    Raises:
-        ModelNotBuiltError: it is not built and no build is running (the message says how to
-            build it), or it was not built within `timeout` seconds.
-    """
+    """A built repo's folder, after a progress bar while it builds (ModelNotBuiltError: no build, or `timeout`)."""
     if build.is_built(repo_id):
         return config.repo_path(repo_id)
     if not build.build_running():
@@ -115,14 +90,6 @@ def wait_for(repo_id: str, *, timeout: float = 1800) -> Path:
             bar.refresh()
         bar.n = bar.total
     return config.repo_path(repo_id)
-
-
-def _last_log_line() -> str:
-    try:
-        lines = [l for l in log_path().read_text(errors="replace").splitlines() if l.strip()]
-    except FileNotFoundError:
-        return ""
-    return lines[-1][:120] if lines else ""
 
 
 def _run(awq: bool | None) -> int:

@@ -1,13 +1,8 @@
-"""Figures of a loaded vLLM engine, side by side: weights, process memory, tokens/s, ratios, a chart.
+"""Figures of loaded vLLM engines side by side: weights, process memory, tokens/s, ratios, a chart.
 
-The timing itself is taught code: lesson 06 (and benchmarks/bench_quantized.py) time
-`llm.generate` and hand the runs to `Throughput`; this module only holds, tabulates and draws::
-
-    result = bench.BenchResult.from_report(report, "bf16", batch=Throughput(8, 32, tokens, seconds, warmup=1))
-    print(bench.Comparison((bf16, gptq)))          # ratios to the first result
-    bench.plot(comparison)
-
-Compare models by ratios measured in one run, never against figures from another day.
+Lesson 06 and benchmarks/bench_quantized.py time `llm.generate` themselves and hand the runs to
+`Throughput`; this module holds, tabulates (`Comparison`) and draws (`plot`) them. Compare models by
+ratios measured in one run, never against figures from another day.
 """
 
 from __future__ import annotations
@@ -22,27 +17,19 @@ from typing import Any
 
 from . import console, formats
 
+
 @dataclass(frozen=True)
 class Throughput:
-    """Generated tokens per second of identical runs, measured after warm-up.
+    """Generated tokens per second of identical runs (`warmup` runs done first are not counted)."""
 
-    Attributes:
-        prompts: requests per run (1 = a single prompt, K = a batch vLLM schedules together).
-        max_tokens: tokens generated per request.
-        tokens: tokens generated in each measured run.
-        seconds: wall time of each measured run.
-        warmup: runs done first and not counted.
-    """
-
-    prompts: int
-    max_tokens: int
-    tokens: tuple[int, ...]
-    seconds: tuple[float, ...]
+    prompts: int  # requests per run (1 = a single prompt, K = a batch vLLM schedules together)
+    max_tokens: int  # per request
+    tokens: tuple[int, ...]  # generated in each measured run
+    seconds: tuple[float, ...]  # wall time of each measured run
     warmup: int
 
     @property
     def rates(self) -> tuple[float, ...]:
-        """Tokens per second of each measured run."""
         return tuple(t / s for t, s in zip(self.tokens, self.seconds))
 
     @property
@@ -69,49 +56,25 @@ class Throughput:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """One model, loaded once: its memory and its speed on this machine.
+    """One model, loaded once: its memory and its speed on this machine."""
 
-    Attributes:
-        label: short name for tables and charts ("bf16", "GPTQ").
-        model: model id or folder.
-        device: "cpu" or "cuda".
-        quantization: quant_method from config.json (None: not quantized).
-        load_seconds: wall time of the `LLM(...)` call.
-        checkpoint_gib: "Checkpoint size" from vLLM's log (2 decimals; CPU and GPU).
-        weights_gib: vLLM's weights figure (`LoadReport.weights_gib`: GPU memory taken by the
-            weights, or on CPU the checkpoint size). vLLM logs some lines once per process, so
-            a second load of the same files may leave it None.
-        file_bytes: bytes of the weight files vLLM read (what "Checkpoint size" rounds; None:
-            the folder is unknown).
-        rss_before_bytes: this process's RSS before the load.
-        rss_bytes: this process's RSS after the load (CPU: weights, KV cache, runtime).
-        gpu_bytes: torch.cuda.memory_allocated() after the load (None on CPU).
-        batch: throughput of a batch of prompts.
-        single: throughput of one prompt (None: not measured).
-    """
-
-    label: str
-    model: str
-    device: str
-    quantization: str | None
-    load_seconds: float
-    checkpoint_gib: float | None
-    weights_gib: float | None
-    file_bytes: int | None
-    rss_before_bytes: int | None
-    rss_bytes: int | None
-    gpu_bytes: int | None
-    batch: Throughput
-    single: Throughput | None = None
+    label: str  # for tables and charts ("bf16", "GPTQ")
+    model: str  # model id or folder
+    device: str  # "cpu" or "cuda"
+    quantization: str | None  # quant_method from config.json
+    load_seconds: float  # wall time of `LLM(...)`
+    checkpoint_gib: float | None  # "Checkpoint size" from vLLM's log (2 decimals)
+    weights_gib: float | None  # `LoadReport.weights_gib`; None when vLLM logged it once per process
+    file_bytes: int | None  # weight files vLLM read (None: folder unknown)
+    rss_before_bytes: int | None  # this process's RSS before the load
+    rss_bytes: int | None  # and after it (CPU: weights, KV cache, runtime)
+    gpu_bytes: int | None  # torch.cuda.memory_allocated() after the load (None on CPU)
+    batch: Throughput  # a batch of prompts
+    single: Throughput | None = None  # one prompt (None: not measured)
 
     @property
     def weights_bytes(self) -> int | None:
-        """Weights memory by vLLM's own account, in bytes.
-
-        GPU: "Model loading took X GiB memory" (what the weights took on the device). CPU: the
-        checkpoint vLLM read, exact from the files (vLLM logs it rounded as "Checkpoint size");
-        vLLM's CPU backend repacks linear weights for oneDNN or its 4-bit kernel, about as big.
-        """
+        """Weights memory by vLLM's account: GPU "Model loading took X GiB"; CPU the checkpoint files read."""
         if self.device == "cuda" and self.weights_gib is not None:
             return int(self.weights_gib * 2**30)
         if self.file_bytes is not None:
@@ -120,7 +83,6 @@ class BenchResult:
 
     @property
     def weights_mb(self) -> float | None:
-        """`weights_bytes` in MB (10**6 bytes)."""
         return None if self.weights_bytes is None else self.weights_bytes / 1e6
 
     @property
@@ -140,7 +102,7 @@ class BenchResult:
                    rss_bytes=report.rss_bytes, gpu_bytes=report.gpu_bytes, batch=batch, single=single)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able fields (to pass a result between processes or save it)."""
+        """Plain JSON-able fields."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -152,19 +114,14 @@ class BenchResult:
         return cls(**{**data, **runs})
 
     def __str__(self) -> str:
-        lines = [f"{self.label}: {self.model} on {self.device}"
-                 + (f" (quantization {self.quantization})" if self.quantization else "")]
-        if self.weights_mb is not None:
-            lines.append(f"  weights {self.weights_mb:.1f} MB")
-        if self.rss_bytes is not None:
-            lines.append(f"  process RSS {self.rss_bytes / 2**30:.2f} GiB")
-        if self.gpu_bytes is not None:
-            lines.append(f"  GPU memory {self.gpu_bytes / 2**30:.2f} GiB")
-        lines.append(f"  load {self.load_seconds:.1f} s")
-        lines.append(f"  batch  {self.batch}")
-        if self.single is not None:
-            lines.append(f"  single {self.single}")
-        return "\n".join(lines)
+        quantization = f" (quantization {self.quantization})" if self.quantization else ""
+        lines = [f"{self.label}: {self.model} on {self.device}{quantization}",
+                 self.weights_mb is not None and f"  weights {self.weights_mb:.1f} MB",
+                 self.rss_bytes is not None and f"  process RSS {self.rss_bytes / 2**30:.2f} GiB",
+                 self.gpu_bytes is not None and f"  GPU memory {self.gpu_bytes / 2**30:.2f} GiB",
+                 f"  load {self.load_seconds:.1f} s", f"  batch  {self.batch}",
+                 self.single is not None and f"  single {self.single}"]
+        return "\n".join(line for line in lines if line)  # the False of each missing figure dropped
 
 
 # name -> (how to read it from a BenchResult, unit, format)
@@ -188,7 +145,6 @@ class Comparison:
         return self.results[0]
 
     def value(self, result: BenchResult, metric: str) -> float | None:
-        """The raw figure of `metric` (a key of METRICS) for one result."""
         return METRICS[metric][0](result)
 
     def ratio(self, result: BenchResult, metric: str) -> float | None:
@@ -207,15 +163,12 @@ class Comparison:
             row = [f"{metric} ({unit})"]
             for r in self.results:
                 value, ratio = self.value(r, metric), self.ratio(r, metric)
-                cell = "-" if value is None else fmt.format(value)
-                if r is not self.baseline and ratio is not None:
-                    cell += f" ({ratio:.2f}x)"
-                row.append(cell)
+                note = f" ({ratio:.2f}x)" if r is not self.baseline and ratio is not None else ""
+                row.append(("-" if value is None else fmt.format(value)) + note)
             rows.append(row)
         return rows
 
     def table(self) -> str:
-        """A plain-text table with ratios to the baseline in brackets."""
         rows = self.rows()
         return console.table(rows, right=range(1, len(rows[0])))
 
@@ -239,17 +192,8 @@ def _file_bytes(model: str) -> tuple[int | None, str | None]:
 
 
 def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
-    """Side-by-side bars for weights, process memory and tokens/s, with ratios to the baseline.
-
-    Tokens/s bars show the median run, with whiskers from the slowest to the fastest run.
-
-    Args:
-        comparison: what `compare` returned (or `Comparison((bf16_result, gptq_result))`).
-        path: also save the chart there as PNG.
-
-    Returns:
-        The matplotlib Figure: a notebook shows it when it is the cell's last expression.
-    """
+    """Bars for weights, process memory and tokens/s (median, whiskers min to max), ratios to the baseline;
+    also saved as PNG at `path`. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
     panels = [("weights", "weights (MB)"), ("process RSS", "process RSS (GiB)"),
@@ -263,17 +207,14 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
         for j, metric in enumerate(group):
             xs = [i + (j - (len(group) - 1) / 2) * width for i in range(len(labels))]
             values = [comparison.value(r, metric) or 0.0 for r in comparison.results]
-            runs = [_runs(r, metric) for r in comparison.results]
-            spread = None
-            if all(runs):  # tokens/s: the bar is the median, the whisker spans the fastest and slowest run
-                spread = [[v - t.low for v, t in zip(values, runs)], [t.high - v for v, t in zip(values, runs)]]
-            bars = ax.bar(xs, values, width * 0.95, yerr=spread, capsize=3,
-                          label=metric if len(group) > 1 else None)
+            runs = [{"batch tok/s": r.batch, "single tok/s": r.single}.get(metric) for r in comparison.results]
+            spread = ([[v - t.low for v, t in zip(values, runs)], [t.high - v for v, t in zip(values, runs)]]
+                      if all(runs) else None)
+            bars = ax.bar(xs, values, width * 0.95, yerr=spread, capsize=3, label=metric if len(group) > 1 else None)
             for bar, r, t in zip(bars, comparison.results, runs):
                 ratio = comparison.ratio(r, metric)
-                text = METRICS[metric][2].format(bar.get_height())
-                if r is not comparison.baseline and ratio is not None:
-                    text += f"\n{ratio:.2f}x"
+                note = f"\n{ratio:.2f}x" if r is not comparison.baseline and ratio is not None else ""
+                text = METRICS[metric][2].format(bar.get_height()) + note
                 top = max(bar.get_height(), t.high if t else 0.0)
                 ax.annotate(text, (bar.get_x() + bar.get_width() / 2, top), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(labels)), labels)
@@ -281,14 +222,9 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
         ax.margins(y=0.25)
         if len(group) > 1:
             ax.legend(fontsize=8, loc="upper right")
-    device = comparison.baseline.device
-    fig.suptitle(f"Measured on {device}; ratios are to {comparison.baseline.label}", fontsize=10)
+    base = comparison.baseline
+    fig.suptitle(f"Measured on {base.device}; ratios are to {base.label}", fontsize=10)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
-
-
-def _runs(result: BenchResult, metric: str) -> Throughput | None:
-    """The measured runs behind a tokens/s metric (None for other metrics)."""
-    return {"batch tok/s": result.batch, "single tok/s": result.single}.get(metric)

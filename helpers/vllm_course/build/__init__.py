@@ -1,10 +1,4 @@
-"""Build the course model repos (CLI: `python -m vllm_course models build|list|status`, `cli.py`).
-
-Writes `config.COURSE_MODELS` under `config.repos_dir()`, each by its function in `recipes.py`.
-`manifest.json` beside the repos records each file's sha256 and the recipe version: a repo whose
-files match it is not rebuilt. Each repo is written to a hidden folder and renamed into place, so
-an interrupted build never leaves half a repo. Lessons never need this package: `config.repo_path`.
-"""
+"""Build `config.COURSE_MODELS` by `recipes.py`; `manifest.json` (sha256s, recipe version) skips up-to-date repos."""
 
 from __future__ import annotations
 
@@ -37,35 +31,18 @@ class BuiltRepo:
 
 
 def require(repo_id: str) -> Path:
-    """Return the folder of a built course repo.
-
-    Raises:
-        ModelNotBuiltError: the repo has not been built; the message says how to build it.
-    """
+    """Return the folder of a built course repo (ModelNotBuiltError, saying how to build it, if not)."""
     path = repo_path(repo_id)
     if not (path / "config.json").is_file():
-        raise ModelNotBuiltError(
-            f"{repo_id} is not built in {config.repos_dir()}: run `make models` "
-            "(or `python -m vllm_course models build`)."
-        )
+        raise ModelNotBuiltError(f"{repo_id} is not built in {config.repos_dir()}: run `make models` "
+                                 "(or `python -m vllm_course models build`).")
     return path
 
 
 def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = False,
               log: Callable[[str], None] = print) -> list[BuiltRepo]:
-    """Build every course repo that is missing or out of date; return them all.
-
-    One build at a time: a second one waits for the first, then finds its repos up to date.
-
-    Args:
-        awq: build the AWQ variant too (default: `config.BUILD_AWQ`, else where 4-bit runs).
-        force: rebuild even when the manifest says a repo is up to date.
-        quick: only `config.QUICK_MODELS` (seconds), not GPTQ/AWQ (minutes).
-        log: where progress lines go.
-
-    Raises:
-        ModelBuildError: a step failed; the message names it and what to try.
-    """
+    """Build the repos missing or out of date (`force`: all; `quick`: `config.QUICK_MODELS`; `awq`: default
+    `wants_awq()`), one build at a time, and return them all. Raises ModelBuildError naming the step."""
     awq = wants_awq() if awq is None else awq
     wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
     built = []
@@ -75,12 +52,9 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
             rebuild = force or not _up_to_date(repo_id, manifest.get(repo_id))
             if rebuild:
                 log(f"building    {repo_id} ...")
-                start = time.perf_counter()
-                files, provenance = _build_into_place(repo_id)
-                provenance["build_seconds"] = round(time.perf_counter() - start, 1)
-                manifest[repo_id] = {"recipe": RECIPE_VERSION, "files": files, "provenance": provenance}
+                manifest[repo_id] = _build_into_place(repo_id)
                 _write_manifest(manifest)
-                log(f"built       {repo_id} in {provenance['build_seconds']:.0f} s")
+                log(f"built       {repo_id} in {manifest[repo_id]['provenance']['build_seconds']:.0f} s")
             else:
                 _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
                 log(f"up to date  {repo_id}")
@@ -129,9 +103,6 @@ def read_manifest() -> dict:
         return {}
 
 
-# ---------------------------------------------------------------- private helpers
-
-
 @contextlib.contextmanager
 def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
     """Hold the build lock for the whole build; wait when another build holds it."""
@@ -164,27 +135,23 @@ def _up_to_date(repo_id: str, entry: dict | None) -> bool:
     folder = repo_path(repo_id)
     on_disk = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     return on_disk == set(entry["files"]) and all(
-        (folder / name).stat().st_size == entry["provenance"]["sizes"][name] for name in entry["files"]
-    )
+        (folder / n).stat().st_size == entry["provenance"]["sizes"][n] for n in entry["files"])
 
 
 def _recipe(repo_id: str) -> Callable[[Path], dict]:
-    """The function that writes `repo_id` into a folder; all but the base start from the base repo."""
     if repo_id == config.BASE_MODEL:
         return recipes.build_base
     base = require(config.BASE_MODEL)
-    return {
-        config.BIN_MODEL: lambda dst: recipes.build_single_file(dst, base, "pytorch_model.bin"),
-        config.PT_MODEL: lambda dst: recipes.build_single_file(dst, base, "model.pt"),
-        config.W8A8_MODEL: lambda dst: recipes.build_w8a8(dst, base),
-        config.SHARDED_MODEL: lambda dst: recipes.build_sharded(dst, base),
-        config.GPTQ_MODEL: lambda dst: recipes.build_quantized(dst, base, "gptq"),
-        config.AWQ_MODEL: lambda dst: recipes.build_quantized(dst, base, "awq"),
-    }[repo_id]
+    step, *args = {config.BIN_MODEL: (recipes.build_single_file, "pytorch_model.bin"),
+                   config.PT_MODEL: (recipes.build_single_file, "model.pt"),
+                   config.W8A8_MODEL: (recipes.build_w8a8,), config.SHARDED_MODEL: (recipes.build_sharded,),
+                   config.GPTQ_MODEL: (recipes.build_quantized, "gptq"),
+                   config.AWQ_MODEL: (recipes.build_quantized, "awq")}[repo_id]
+    return lambda dst: step(dst, base, *args)
 
 
-def _build_into_place(repo_id: str) -> tuple[dict[str, str], dict]:
-    dst = repo_path(repo_id)
+def _build_into_place(repo_id: str) -> dict:
+    start, dst = time.perf_counter(), repo_path(repo_id)
     tmp = dst.with_name(f".{dst.name}.partial")  # hidden: the hub does not list it as a repo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -202,7 +169,8 @@ def _build_into_place(repo_id: str) -> tuple[dict[str, str], dict]:
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)
-    return files, provenance
+    provenance["build_seconds"] = round(time.perf_counter() - start, 1)
+    return {"recipe": RECIPE_VERSION, "files": files, "provenance": provenance}
 
 
 def _readable_by_all(folder: Path) -> None:

@@ -1,9 +1,4 @@
-"""Real 4-bit GPTQ and AWQ quantization of a course model, on CPU, in an isolated tool venv.
-
-The quantizer (gptqmodel 7.7.0) asks for a newer torch and transformers than vLLM's CPU build can
-take, so it lives in its own venv under the course home, built once from a pinned recipe. The
-course venv only runs `quantize_tool.py` there, by file path, and never imports gptqmodel.
-"""
+"""Real 4-bit GPTQ/AWQ on CPU by `quantize_tool.py` in a tool venv (gptqmodel needs a newer torch than vLLM's)."""
 
 from __future__ import annotations
 
@@ -28,41 +23,36 @@ METHODS: tuple[str, ...] = ("gptq", "awq")
 TORCH = "torch==2.13.0+cpu"
 GPTQMODEL = "gptqmodel==7.7.0"
 
-# The recipe measured on a 2-core CPU box: torch/transformers as in the course venv,
-# gptqmodel WITHOUT its deps (it pins torch>=2.14.1, transformers>=5.20.2), then its
-# light deps with torch held at the pin.
+# gptqmodel WITHOUT its deps (it pins torch>=2.14.1, transformers>=5.20.2), then its light deps at our torch.
 _STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("torch, transformers, accelerate, safetensors",
      (TORCH, "transformers==5.19.0", "accelerate==1.15.0", "safetensors==0.8.0")),
     ("gptqmodel (without its deps: they would replace torch)", ("--no-deps", GPTQMODEL)),
-    ("gptqmodel's light deps",
-     (TORCH, "threadpoolctl==3.8.0", "device-smi==0.5.7", "pypcre==0.6.4", "logbar==0.4.15",
-      "tokenicer==0.0.14", "defuser==0.0.28", "dill==0.4.1", "jinja2==3.1.6", "ninja==1.13.2",
-      "protobuf==7.36.2", "pillow==13.0.0", "requests==2.34.2", "packaging==26.4")),
+    ("gptqmodel's light deps", (TORCH, "threadpoolctl==3.8.0", "device-smi==0.5.7", "pypcre==0.6.4",
+     "logbar==0.4.15", "tokenicer==0.0.14", "defuser==0.0.28", "dill==0.4.1", "jinja2==3.1.6", "ninja==1.13.2",
+     "protobuf==7.36.2", "pillow==13.0.0", "requests==2.34.2", "packaging==26.4")),
 )
 
 # Every transitive dependency, pinned (`pip freeze` of a working tool venv), passed as constraints.
 _LOCK: tuple[str, ...] = (
     "accelerate==1.15.0", "annotated-doc==0.0.7", "annotated-types==0.8.0", "anyio==4.16.0",
     "certifi==2026.10.19.post1", "charset-normalizer==3.5.3", "click==8.5.1", "defuser==0.0.28",
-    "device-smi==0.5.7", "dill==0.4.1", "filelock==4.3.1", "fsspec==2026.9.0", "h11==0.16.0",
-    "hf-xet==1.8.0", "httpcore2==2.16.2", "httpx2==2.16.2", "huggingface-hub==2.4.0", "idna==3.20",
-    "jinja2==3.1.6", "logbar==0.4.15", "markdown-it-py==4.3.0", "markupsafe==3.0.4", "mdurl==0.1.2",
-    "mpmath==1.3.0", "networkx==3.6.1", "ninja==1.13.2", "numpy==2.4.6", "packaging==26.4",
-    "pillow==13.0.0", "protobuf==7.36.2", "psutil==7.2.2", "pydantic==2.14.4", "pydantic-core==2.50.5",
-    "pygments==2.21.0", "pypcre==0.6.4", "pyyaml==6.0.4", "regex==2026.11.19", "requests==2.34.2",
-    "rich==15.0.0", "safetensors==0.8.0", "shellingham==1.5.4", "sympy==1.14.0",
-    "threadpoolctl==3.8.0", "tokenicer==0.0.14", "tokenizers==0.23.3", TORCH, "tqdm==4.70.1",
-    "transformers==5.19.0", "truststore==0.10.5", "typer==0.29.2", "typing-inspection==0.4.5",
-    "typing-extensions==4.16.0", "urllib3==2.8.0",
+    "device-smi==0.5.7", "dill==0.4.1", "filelock==4.3.1", "fsspec==2026.9.0", "h11==0.16.0", "hf-xet==1.8.0",
+    "httpcore2==2.16.2", "httpx2==2.16.2", "huggingface-hub==2.4.0", "idna==3.20", "jinja2==3.1.6",
+    "logbar==0.4.15", "markdown-it-py==4.3.0", "markupsafe==3.0.4", "mdurl==0.1.2", "mpmath==1.3.0",
+    "networkx==3.6.1", "ninja==1.13.2", "numpy==2.4.6", "packaging==26.4", "pillow==13.0.0",
+    "protobuf==7.36.2", "psutil==7.2.2", "pydantic==2.14.4", "pydantic-core==2.50.5", "pygments==2.21.0",
+    "pypcre==0.6.4", "pyyaml==6.0.4", "regex==2026.11.19", "requests==2.34.2", "rich==15.0.0",
+    "safetensors==0.8.0", "shellingham==1.5.4", "sympy==1.14.0", "threadpoolctl==3.8.0", "tokenicer==0.0.14",
+    "tokenizers==0.23.3", TORCH, "tqdm==4.70.1", "transformers==5.19.0", "truststore==0.10.5",
+    "typer==0.29.2", "typing-inspection==0.4.5", "typing-extensions==4.16.0", "urllib3==2.8.0",
 )
 
 STAMP_NAME = ".course-recipe"
 _TOOL_SCRIPT = Path(__file__).with_name("quantize_tool.py")  # run by path in the tool venv
 # Files a loadable folder needs besides weights and config.json; copied from src if missing.
-_COPY_IF_MISSING = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
-                    "chat_template.jinja", "generation_config.json")
+_COPY_IF_MISSING = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json")
 
 
 def recipe_hash() -> str:
@@ -72,12 +62,7 @@ def recipe_hash() -> str:
 
 
 def ensure_tool_venv() -> Path:
-    """Create the quantizer's venv, `<course home>/tool-venv`, unless its stamp holds `recipe_hash()`;
-    return its Python. A missing or stale stamp (first run, interrupted build) rebuilds it from scratch.
-
-    Raises:
-        ModelBuildError: creating the venv or a pip install failed.
-    """
+    """Python of `<course home>/tool-venv`, rebuilt unless its stamp is `recipe_hash()` (ModelBuildError)."""
     venv = config.course_home() / "tool-venv"
     python, stamp, wanted = venv / "bin" / "python", venv / STAMP_NAME, recipe_hash()
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
@@ -100,16 +85,8 @@ def ensure_tool_venv() -> Path:
 
 
 def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
-    """Quantize the model folder `src` (config.json, *.safetensors, tokenizer) to 4-bit into `dst`.
-
-    Runs `quantize_tool.py` in the tool venv (built on first use) into a temporary folder that then
-    replaces `dst` whole. Returns the settings used, for the model card. The tool's log is
-    `<course home>/logs/quantize-<method>.log`.
-
-    Raises:
-        ModelBuildError: unknown method, `src` is not a model folder, the tool venv cannot be built,
-            or the quantizer failed (the message ends with the last lines of its output).
-    """
+    """Quantize the model folder `src` to 4-bit into `dst` (replaced whole); return the settings used.
+    Log: `<course home>/logs/quantize-<method>.log`; ModelBuildError ends with its last lines."""
     if method not in METHODS:
         raise ModelBuildError(f"Unknown quantization method {method!r}: use one of {', '.join(METHODS)}.")
     src, dst = Path(src).resolve(), Path(dst).resolve()
@@ -122,8 +99,7 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     out, report = work / "model", work / "report.json"
-    # TERM=dumb: gptqmodel's progress bars (logbar) log plain lines instead of redrawing (a 3.5 MB log).
-    # Its compiled CPU extension and cache stay inside the tool venv, not in ~/.cache.
+    # TERM=dumb: logbar logs plain lines, not a 3.5 MB redraw; compiled extension and cache in the tool venv.
     env = dict(os.environ, GPTQMODEL_CPU_WORKERS="2", HF_HUB_OFFLINE="1", PYTHONHASHSEED="0", TERM="dumb",
                GPTQMODEL_TORCH_EXTENSIONS_DIR=str(python.parent.parent / "torch_extensions"),
                GPTQMODEL_CACHE_DIR=str(python.parent.parent / "gptqmodel_cache"))
@@ -134,10 +110,9 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
         with log.open("w") as log_file:  # cwd: gptqmodel writes its own logs/ folder there
             proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         if proc.returncode != 0:
-            raise ModelBuildError(
-                f"{method.upper()} quantization of {src} failed (exit {proc.returncode}); full log in "
-                f"{log}. Last lines: {_tail(log.read_text(errors='replace'))}"
-            ) from subprocess.CalledProcessError(proc.returncode, cmd)
+            raise ModelBuildError(f"{method.upper()} quantization of {src} failed (exit {proc.returncode}); full log in "
+                                  f"{log}. Last lines: {_tail(log.read_text(errors='replace'))}"
+                                  ) from subprocess.CalledProcessError(proc.returncode, cmd)
         _complete_folder(out, src)
         settings: dict[str, Any] = json.loads(report.read_text())
         _replace_dir(out, dst)
@@ -148,23 +123,16 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
     return settings
 
 
-# ---------------------------------------------------------------- private helpers
-
-
 def _run_logged(cmd: list[str], what: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ModelBuildError(
-            f"{what} failed (exit {proc.returncode}); check network access to the package index "
-            f"and disk space, then retry. Last output: {_tail(proc.stderr or proc.stdout)}"
-        ) from subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        raise ModelBuildError(f"{what} failed (exit {proc.returncode}); check network access to the package index "
+                              f"and disk space, then retry. Last output: {_tail(proc.stderr or proc.stdout)}"
+                              ) from subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
 
 
 def _tail(text: str, lines: int = 5) -> str:
-    """The last non-empty lines of `text`, ANSI colours removed, joined on one line.
-
-    pip's warnings about unreachable index locations are dropped: they bury the real error.
-    """
+    """The last non-empty lines of `text` on one line, without ANSI colours or pip's location warnings."""
     clean = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", l).strip() for l in text.splitlines()]
     clean = [l for l in clean if l and not l.startswith("WARNING: Location")]
     return " | ".join(clean[-lines:]) or "(no output)"
@@ -175,10 +143,8 @@ def _check_source(src: Path) -> None:
     if not src.is_dir():
         raise ModelBuildError(f"Cannot quantize {src}: no such folder. Build the bf16 course model first.")
     if not (src / "config.json").is_file():
-        raise ModelBuildError(
-            f"Cannot quantize {src}: it has no config.json. Point src at a Hugging Face model folder "
-            "(config.json + *.safetensors + tokenizer files), e.g. the built bf16 course model."
-        )
+        raise ModelBuildError(f"Cannot quantize {src}: it has no config.json. Point src at a Hugging Face model folder "
+                              "(config.json + *.safetensors + tokenizer files), e.g. the built bf16 course model.")
     if not any(src.glob("*.safetensors")):
         raise ModelBuildError(f"Cannot quantize {src}: it has no *.safetensors weights. "
                               "Save the source model with save_pretrained() first.")

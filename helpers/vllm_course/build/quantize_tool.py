@@ -1,12 +1,5 @@
 """Quantize a model folder to 4-bit GPTQ or AWQ with gptqmodel; runs INSIDE the tool venv.
-
-`quantize.py` starts it by file path with the tool venv's Python, which has gptqmodel and its own
-torch/transformers but not `vllm_course`: so this script imports nothing from the course package.
-
-    python quantize_tool.py --method gptq --src SRC --dst DST --report REPORT.json
-
-Seeded, with a fixed calibration text: two runs use the same settings.
-"""
+Seeded, fixed calibration texts. The tool venv has no `vllm_course`: import nothing from it."""
 
 from __future__ import annotations
 
@@ -22,8 +15,7 @@ from typing import Any
 
 BITS = 4
 GROUP_SIZE = 64  # SmolLM2-135M's hidden size (576) is a multiple of 64, not of 128.
-# GPTQ: symmetric (no zero point), what vLLM's GPTQ kernels expect. AWQ: with a zero point, the
-# AutoAWQ default; symmetric AWQ (zero_point=false) loaded in vLLM 0.32 CPU but answered nonsense.
+# GPTQ symmetric, as vLLM's GPTQ kernels expect; AWQ with a zero point (symmetric answered nonsense in vLLM 0.32).
 SYM = {"gptq": True, "awq": False}
 DESC_ACT = False
 N_SAMPLES = 32  # sized for a 135M model: 128 took 14 min per method on an AVX2 CPU (bf16 emulated)
@@ -56,8 +48,7 @@ def quant_config(method: str) -> Any:
     """gptqmodel's `GPTQConfig` or `AWQConfig` (GEMM format, what vLLM reads), 4-bit, group size 64."""
     from gptqmodel import AWQConfig, GPTQConfig
 
-    # offload_to_disk=False: a 135M model fits in memory, and the default would write a random
-    # temp-folder path into config.json, making two builds differ.
+    # offload_to_disk=False: the default writes a random temp-folder path into config.json (builds differ).
     common = dict(bits=BITS, group_size=GROUP_SIZE, desc_act=DESC_ACT, sym=SYM[method], offload_to_disk=False)
     if method == "gptq":
         return GPTQConfig(**common)

