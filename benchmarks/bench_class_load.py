@@ -44,7 +44,6 @@ from pathlib import Path
 
 from vllm_course import config, hub
 from vllm_course.hub.log import HubStats
-from vllm_course.hub.mirror import create_root
 from vllm_course.hub.repos import file_hashes
 
 # One learner: a fresh interpreter, its own HF_HOME; prints {"path"|"error", "seconds"} on its last line.
@@ -127,8 +126,7 @@ def hub_pair(repos: Path, work: Path) -> Iterator[tuple[hub.HubHandle, hub.HubHa
     """Start an upstream hub over `repos` and a mirror of it over the new folder `work/mirror-root`;
     yield (upstream, mirror); stop both."""
     with hub.start(root=repos, port=0) as upstream:
-        mirror_root = create_root(work / "mirror-root")  # as `hub serve --upstream` does
-        with hub.start(root=mirror_root, port=0, upstream=upstream.url) as mirror:
+        with hub.start(root=work / "mirror-root", port=0, upstream=upstream.url) as mirror:  # start() creates it
             yield upstream, mirror
 
 

@@ -65,8 +65,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    if args.upstream and args.root is not None:
-        create_root(args.root)  # as `serve` does (without --root, start() picks the root by profile)
     if args.port == 0:
         print("error: `hub start` needs a fixed port (a background hub on a free port could not be found "
               "again): pass --port N, or use `hub serve --port 0` in the foreground.", file=sys.stderr)

@@ -124,6 +124,8 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
     if mirror:  # a mirror starts empty: its folder is created on first use
         root = create_root(config.mirror_dir(), "Set VLLM_COURSE_HOME to a writable folder.")
         upstream = upstream or config.UPSTREAM
+    elif upstream is not None and root is not None:  # a mirror starts empty: its root need not exist yet
+        root = create_root(root)
     root_path = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
     host = host or config.HUB_HOST
     port = (config.MIRROR_PORT if mirror else config.HUB_PORT) if port is None else int(port)
