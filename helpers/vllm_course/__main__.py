@@ -19,10 +19,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
     areas = parser.add_subparsers(dest="area", required=True)
-    build_cli.add_commands(areas)
-    hub_cli.add_commands(areas)
-    envcheck.add_commands(areas)
-    grade_cli.add_commands(areas)
+    for area in (build_cli, hub_cli, envcheck, grade_cli):
+        area.add_commands(areas)
     return parser
 
 

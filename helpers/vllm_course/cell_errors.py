@@ -1,8 +1,7 @@
-"""The notebook's exception handler: a failed vLLM / huggingface_hub call explained under its cell.
+"""The notebook's exception handler (`setup()` registers it): a failed vLLM / huggingface_hub call explained.
 
-`setup()` registers it (`InteractiveShell.set_custom_exc`). When a cell's own call into vLLM or
-huggingface_hub fails, the cell shows the real traceback shortened to two frames (the learner's line
-and the library line that raised), then one line of advice from `diagnose.advise`::
+When a cell's own call into vLLM or huggingface_hub fails, the cell shows the traceback shortened to
+the learner's line and the library line that raised, then a line of advice from `diagnose.advise`::
 
     ----> 1 LLM(model="course/SmolLM2-135M-Instrukt", **machine_kwargs())
         [... 7 library frames hidden by vllm_course: %tb shows them all]
@@ -24,10 +23,7 @@ _CALLED = ("vllm", "huggingface_hub", "vllm_course.engine")  # what a learner's 
 
 
 def register(shell: Any = None) -> bool:
-    """Install the handler in this IPython kernel (again: replaced, not stacked); True if installed.
-
-    A no-op outside IPython, and where another tool installed its own handler (IPython keeps one).
-    """
+    """Install the handler in this IPython kernel (again: replaced); False outside IPython or if another is set."""
     if shell is None and "IPython" in sys.modules:
         from IPython import get_ipython
 

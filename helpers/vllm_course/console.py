@@ -18,12 +18,7 @@ from typing import Any
 
 
 def table(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> str:
-    """Rows of cells as columns two spaces apart, left-aligned but for the column indexes in `right`.
-
-    >>> print(table([["repo", "size"], ["course/a", "12 kB"]], right={1}))
-    repo       size
-    course/a  12 kB
-    """
+    """Rows of cells as columns two spaces apart, left-aligned but for the column indexes in `right`."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
     return "\n".join("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
                                for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows)
@@ -37,19 +32,17 @@ class Captured:
 
 @contextlib.contextmanager
 def captured(skip_loggers: str = "") -> Iterator[Captured]:
-    """Send the console (Python streams, console log handlers, fds 1 and 2) to a temporary file.
+    """Keep fds 1 and 2 in a temporary file for the block; drop Python's streams and console log handlers.
 
-    Args:
-        skip_loggers: loggers whose name starts with this keep their handlers (vLLM's own, which
-            the caller limits to errors instead).
+    Loggers whose name starts with `skip_loggers` keep their handlers (vLLM's, which the caller limits to errors).
     """
     box = Captured()
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    with tempfile.TemporaryFile(mode="w+b") as sink, open(os.devnull, "w") as null:
         try:
             with _fds_to(sink.fileno()):
                 consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
-                with contextlib.redirect_stdout(_NullText()), contextlib.redirect_stderr(_NullText()), \
-                        _console_handlers_muted(consoles, skip_loggers), _displays_dropped():
+                with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null), \
+                        _console_handlers_muted(consoles, null, skip_loggers), _displays_dropped():
                     yield box
         finally:  # also when the block raises: the text is what explains the error
             sink.seek(0)
@@ -93,14 +86,14 @@ def _displays_dropped() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _console_handlers_muted(consoles: tuple[Any, ...], skip_loggers: str) -> Iterator[None]:
+def _console_handlers_muted(consoles: tuple[Any, ...], null: Any, skip_loggers: str) -> Iterator[None]:
     """Point console logging handlers at nothing for the block: torch's `StreamHandler(sys.stderr)`,
     made at import, keeps the kernel's stream and bypasses both redirects."""
     loggers = [logging.getLogger()] + [
         logger for name, logger in list(logging.Logger.manager.loggerDict.items())
         if isinstance(logger, logging.Logger) and not (skip_loggers and name.startswith(skip_loggers))
     ]
-    swapped = [(handler, handler.setStream(_NullText())) for logger in loggers for handler in logger.handlers
+    swapped = [(handler, handler.setStream(null)) for logger in loggers for handler in logger.handlers
                if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
                and any(handler.stream is c for c in consoles)]
     try:
@@ -108,16 +101,3 @@ def _console_handlers_muted(consoles: tuple[Any, ...], skip_loggers: str) -> Ite
     finally:
         for handler, stream in swapped:
             handler.setStream(stream)
-
-
-class _NullText:
-    """A text stream that drops what is written (tqdm bars and prints during a quiet load)."""
-
-    def write(self, data: str) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False

@@ -1,4 +1,4 @@
-"""The first cell of every notebook: choose a profile and set the env vars before any import.
+"""The first cell of every notebook, `course = setup()`: choose a profile, set the env vars before any import.
 
 huggingface_hub reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, when imported
 (vLLM imports it), so `setup()` must run before `import vllm` in a fresh kernel; it warns otherwise.
@@ -7,12 +7,6 @@ Profiles: offline (default), the course models served by the course hub on 127.0
 the real Hub's models (Qwen2.5-0.5B-Instruct and its GPTQ/AWQ/W8A8, opt-125m) through the course hub
 as a logging mirror of $VLLM_COURSE_UPSTREAM (127.0.0.1:8766), for a GPU box with internet. Both use a
 course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook), never ~/.cache/huggingface.
-
-Example (first cell)::
-
-    from vllm_course.course import setup
-    course = setup()              # or setup("online"), or VLLM_COURSE_PROFILE=online
-    print(course)
 """
 
 from __future__ import annotations
@@ -81,7 +75,7 @@ class Course:
 
 
 def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_hub: bool = True) -> Course:
-    """Configure this process for the course; call it first, before importing vllm.
+    """Configure this process for the course (env vars, hub, notebook error advice); call it before importing vllm.
 
     Args:
         profile: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline").
@@ -125,30 +119,19 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     engine.prepare_environment()
     cell_errors.register()  # in a notebook: a failed vLLM / huggingface_hub call gets one line of advice
     quant = quant_support()
-    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
-    return Course(
-        profile=profile,
-        endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"),
-        hf_home=hf_home,
-        hub_cache=Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser(),
-        models=CourseModels(**ids, quantized=ids["gptq" if quant.w4a16 else "w8a8"]),
-        device=quant.device,
-        quant=quant,
-        upstream=config.UPSTREAM if profile == "online" else None,
-        environment=tuple(envvars.recorded()),
-    )
+    return Course(profile=profile, endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"),
+                  hf_home=hf_home, hub_cache=hf_home / "hub",  # _apply() set HF_HOME and unset HF_HUB_CACHE
+                  models=CourseModels(**ids, quantized=ids["gptq" if quant.w4a16 else "w8a8"]),
+                  device=quant.device, quant=quant, upstream=config.UPSTREAM if profile == "online" else None,
+                  environment=tuple(envvars.recorded()))
 
 
 def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
     """Set env vars; warn when huggingface_hub was imported before with other values."""
-    stale = []
+    stale = [n for n in drop if n in os.environ] + [n for n, v in wanted.items() if os.environ.get(n) != v]
     for name in drop:
-        if name in os.environ:
-            stale.append(name)
-            envvars.remove(name, _WHY_UNSET[name])
+        envvars.remove(name, _WHY_UNSET[name])  # recorded only if it was set
     for name, value in wanted.items():
-        if os.environ.get(name) != value:
-            stale.append(name)
         envvars.put(name, value, _WHY[name])
     if "huggingface_hub" in sys.modules and stale:
         from huggingface_hub import constants

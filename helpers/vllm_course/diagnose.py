@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from .errors import (BadModelIdError, CacheNotWritableError, CorruptedWeightsErr
                      GpuQuantizationError, HubUnreachableError, InsufficientDiskSpaceError, LocalModelError,
                      MissingKernelError, ModelNotFoundError, ModelRevisionError, NotCachedError,
                      PartialSnapshotError, QuantizationMismatchError, WeightFormatError)
-from .formats import weight_format_message
 from .machine import W4A16_OP, gpu_quantization_problem, quant_family, quant_support
 
 # Where a learner's call enters the libraries whose errors the course explains.
@@ -35,12 +35,10 @@ _QUANT_EXAMPLE = {"gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL}  # for "lo
 def advise(exc: BaseException) -> CourseError | None:
     """`explain(exc)` with what the failed call was asked for, read from the first vLLM / huggingface_hub /
     vllm_course frame of its traceback that names a model (`model=`, `repo_id=`, or an `LLM`'s method)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] in _LIBRARIES:
-            if found := _frame_context(tb.tb_frame.f_locals):
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if str(frame.f_globals.get("__name__", "")).split(".")[0] in _LIBRARIES:
+            if found := _frame_context(frame.f_locals):
                 return explain(exc, **found)
-        tb = tb.tb_next
     return explain(exc)
 
 
@@ -140,9 +138,6 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
     return None
 
 
-# -- messages the tests compare against ------------------------------------------------------------
-
-
 def bad_id_message(model: str) -> str:
     return (f"model={model!r} is neither an existing folder nor a valid Hub repo id: write it as 'org/name' "
             f"(letters, digits, '-', '_', '.'), e.g. {config.BASE_MODEL}, or give the path of a model folder.")
@@ -175,9 +170,6 @@ def quantization_message(asked: str, model: str, in_config: str | None) -> str:
             f"quantization= (vLLM reads it from config.json) or pass quantization={in_config!r}.")
 
 
-# -- private helpers -------------------------------------------------------------------------------
-
-
 def _frame_context(local: dict[str, Any]) -> dict[str, Any]:
     """model, revision, load_format, quantization, dtype from one library frame's locals ({}: no model)."""
     kwargs = local.get("kwargs") if isinstance(local.get("kwargs"), dict) else {}
@@ -197,7 +189,7 @@ def _frame_context(local: dict[str, Any]) -> dict[str, Any]:
 def _explain_weights(model: str | None, revision: str | None, load_format: str) -> WeightFormatError:
     if model and Path(model).is_dir():  # a complete folder (explain() named what an incomplete one lacks)
         names = sorted(p.name for p in Path(model).iterdir() if p.is_file())
-        return WeightFormatError(weight_format_message(model, load_format, names))
+        return WeightFormatError(formats.weight_format_message(model, load_format, names))
     from huggingface_hub import HfApi, constants
 
     names, where = [], f"{model} on {constants.ENDPOINT}"
@@ -208,7 +200,7 @@ def _explain_weights(model: str | None, revision: str | None, load_format: str) 
         else:
             info = HfApi().model_info(model or "", revision=revision, timeout=3)
             names = sorted(s.rfilename for s in info.siblings or ())
-    return WeightFormatError(weight_format_message(where, load_format, names))
+    return WeightFormatError(formats.weight_format_message(where, load_format, names))
 
 
 def _explain_gpu(text: str, quantization: str | None, dtype: Any) -> str | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, console, envvars, formats
+from .diagnose import explain
 from .machine import best_dtype, has_gpu  # the one GPU/ISA probe (has_gpu is re-exported here)
 
 _VLLM_LOGGER = "vllm"
@@ -58,12 +59,7 @@ def prepare_environment() -> None:
 
 def machine_kwargs(**overrides: Any) -> dict[str, Any]:
     """Return the `LLM(...)` keywords this machine needs, updated with `overrides`: on CPU eager mode (a
-    compiled start takes ~50 s on 2 cores), a KV cache that fits in 1 GiB, float32 on AVX2; on a GPU none.
-
-    Example:
-        >>> machine_kwargs(load_format="safetensors")   # on an AVX-512 BF16 CPU
-        {'enforce_eager': True, 'max_model_len': 2048, 'load_format': 'safetensors'}
-    """
+    compiled start takes ~50 s on 2 cores), a KV cache that fits in 1 GiB, float32 on AVX2; on a GPU none."""
     kwargs: dict[str, Any] = {} if has_gpu() else {"enforce_eager": True, "max_model_len": 2048}
     if dtype := best_dtype():
         kwargs["dtype"] = dtype
@@ -142,28 +138,30 @@ class _ReportBox:
 
 @contextlib.contextmanager
 def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_ReportBox]:
-    """Time the `LLM(...)` call inside the block and parse vLLM's load log; yield a box that behaves like
-    a `LoadReport` once the block has ended.
+    """Time the `LLM(...)` call in the block and parse vLLM's load log into a box that acts as a `LoadReport`.
 
-    Args:
-        model: name to print in the report (default: taken from vLLM's log).
-        quiet: keep vLLM's console output (INFO lines, C++ warnings, progress bars) out of the cell;
-            it is kept in `report.log`.
+    `model` is the name to print (default: read from vLLM's log); `quiet` keeps vLLM's console output
+    (INFO lines, C++ warnings, progress bars) out of the cell, in `report.log`.
     """
     box = _ReportBox()
     _import_vllm()
-    _route_vllm_log()
     first = len(_LOG_LINES)
     start = time.perf_counter()
     error: BaseException | None = None
-    with _silenced(quiet) as captured:
+    if quiet:  # vLLM's console log limited to errors; everything else written to the console kept aside
+        for handler in logging.getLogger(_VLLM_LOGGER).handlers:
+            if not isinstance(handler, LogBuffer):
+                handler.setLevel(logging.ERROR)
+    kept = console.captured(skip_loggers=_VLLM_LOGGER) if quiet else contextlib.nullcontext(console.Captured())
+    with kept as captured:
         try:
             yield box
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after the report
             error = exc
     seconds = time.perf_counter() - start
     lines = tuple(_LOG_LINES[first:]) + tuple(captured.text.splitlines())
-    box.report = _parse(model or _model_from_log(lines), seconds, lines)
+    name = next((m.group(1) for line in lines if (m := re.search(r"model='([^']+)'", line))), "model")
+    box.report = _parse(model or name, seconds, lines)
     if isinstance(error, KeyboardInterrupt):
         _release_interrupted(error)  # a half-built engine must not pin memory
     if error is not None:
@@ -181,29 +179,24 @@ def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, Loa
 
             llm = LLM(model=model, **kwargs)
     except Exception as exc:
-        from .diagnose import explain
-
         asked = {k: kwargs.get(k) for k in ("revision", "load_format", "quantization", "dtype")}
         if (advice := explain(exc, model=model, **asked)) is None:
             raise
         raise advice from exc
-    folder = formats.model_folder(model, kwargs.get("revision"))
-    if folder is None:
+    if (folder := formats.model_folder(model, kwargs.get("revision"))) is None:
         return llm, report.report
-    found = formats.inspect_folder(folder)
-    fmt = kwargs.get("load_format", "auto")
-    fmt = fmt if fmt in formats.LOAD_FORMAT_PATTERNS else "auto"
-    return llm, dataclasses.replace(report.report, weight_files=found.picks(fmt), quantization=found.quantization)
+    found, fmt = formats.inspect_folder(folder), kwargs.get("load_format", "auto")
+    picked = found.picks(fmt if fmt in formats.LOAD_FORMAT_PATTERNS else "auto")
+    return llm, dataclasses.replace(report.report, weight_files=picked, quantization=found.quantization)
 
 
 def release(llm: Any) -> None:
     """Shut an engine down and free its memory so the next load in this process starts clean."""
-    engine = getattr(llm, "llm_engine", None)
-    core = getattr(engine, "engine_core", None)
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
     with contextlib.suppress(Exception):
         if core is not None:
             core.shutdown()
-    del llm, engine, core
+    del llm, core
     _free_memory()
 
 
@@ -212,12 +205,6 @@ def rss_bytes() -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
-
-
-# ---------------------------------------------------------------- private helpers
-
-_local_folder = formats.model_folder  # bench.py's name for it
-
 
 def _free_memory() -> None:
     """Tear down vLLM's process groups, collect, and empty the CUDA cache on a GPU."""
@@ -243,19 +230,6 @@ def _release_interrupted(exc: BaseException) -> None:
         exc.add_note(note)
 
 
-@contextlib.contextmanager
-def _silenced(quiet: bool) -> Iterator[console.Captured]:
-    """vLLM's console log limited to errors, and everything else written to the console kept aside."""
-    if not quiet:
-        yield console.Captured()
-        return
-    for handler in logging.getLogger(_VLLM_LOGGER).handlers:
-        if not isinstance(handler, LogBuffer):
-            handler.setLevel(logging.ERROR)
-    with console.captured(skip_loggers=_VLLM_LOGGER) as captured:
-        yield captured
-
-
 def _write_logging_config() -> Path:
     """Write the logging config vLLM applies: the console shows errors only (`VLLM_COURSE_VERBOSE=1`:
     everything), LogBuffer keeps all."""
@@ -274,15 +248,12 @@ def _write_logging_config() -> Path:
 
 
 def _import_vllm() -> None:
+    """Import vLLM quietly, and apply its logging config (ours) now: vLLM 0.32 applies it when the engine
+    starts, and the lines logged before (the offline snapshot swap) would reach no handler."""
     if "vllm" not in sys.modules:
         prepare_environment()
         with console.discarded():
             from vllm import LLM  # noqa: F401 - configures vLLM logging; prints torch notices
-
-
-def _route_vllm_log() -> None:
-    """Apply vLLM's logging config (ours) now: vLLM 0.32 applies it when the engine starts, and the lines
-    logged before (the offline snapshot swap) would reach no handler."""
     if any(isinstance(h, LogBuffer) for h in logging.getLogger(_VLLM_LOGGER).handlers):
         return
     from vllm.config.logging import LoggingConfig
@@ -291,19 +262,13 @@ def _route_vllm_log() -> None:
     configure_logging_if_needed(LoggingConfig())
 
 
-def _model_from_log(lines: tuple[str, ...]) -> str:
-    return next((m.group(1) for line in lines if (m := re.search(r"model='([^']+)'", line))), "model")
-
-
 def _parse(model: str, seconds: float, lines: tuple[str, ...]) -> LoadReport:
     text = "\n".join(lines)
     checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
     weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
-    gpu_bytes = None
-    if has_gpu():
-        import torch
+    import torch  # vLLM has imported it already
 
-        gpu_bytes = int(torch.cuda.memory_allocated())
+    gpu_bytes = int(torch.cuda.memory_allocated()) if has_gpu() else None
     return LoadReport(model, seconds, "cpu" if gpu_bytes is None else "cuda",
                       checkpoint_gib=checkpoint and float(checkpoint.group(1)),
                       weights_seconds=weights_seconds and float(weights_seconds),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import config, console
 from .errors import EnvCheckError
+from .machine import has_gpu, quant_support
 
 # The versions the course's facts were measured on (a test keeps them in step with pyproject.toml).
 PINNED: dict[str, str] = {"vllm": "0.32.0", "huggingface_hub": "2.4.0", "transformers": "5.19.0"}
@@ -121,8 +122,6 @@ def vllm_check(device_is_gpu: bool) -> Check:
 
 def device_check() -> Check:
     """Report the device vLLM will use: "cuda (<GPU name>)" or "cpu"."""
-    from .machine import has_gpu
-
     try:
         if has_gpu():
             import torch
@@ -136,8 +135,6 @@ def device_check() -> Check:
 def quant_checks() -> list[Check]:
     """Which quantized formats vLLM can run here, and why (optional rows: without 4-bit kernels the
     course runs on the W8A8 model)."""
-    from .machine import quant_support
-
     try:
         support = quant_support()
     except Exception as exc:  # noqa: BLE001 - vLLM missing or broken: the vllm row already says so

@@ -63,9 +63,6 @@ class FineTuneError(CourseError, ValueError):
     """Fine-tuning examples that cannot train anything: none, or one without a question or an answer."""
 
 
-# -- diagnose.py: bad inputs and faults around a load or a download -------------------------------
-
-
 class BadModelIdError(CourseError, ValueError):
     """`model=` is neither an existing folder nor a valid Hub repo id."""
 

@@ -123,9 +123,6 @@ def model_folder(model: str, revision: str | None = None) -> Path | None:
             return Path(found).parent
     return None
 
-
-# ---------------------------------------------------------------- safetensors header
-
 # The layout: 8 bytes (little-endian u64) = N, then N bytes of JSON, then the raw data.
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit (safetensors refuses more)
 

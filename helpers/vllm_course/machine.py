@@ -122,12 +122,7 @@ def quant_family(method: str | None) -> str | None:
 def gpu_quantization_problem(method: str | None, dtype: Any, capability: int | None,
                              device: str = "this GPU") -> str | None:
     """Say why a `quantization=` / `dtype=` pair cannot run on a GPU of compute capability `capability`
-    (major * 10 + minor; None, a CPU: no rule applies), or return None when it can.
-
-    Example:
-        >>> gpu_quantization_problem("gptq", "bfloat16", 70, "Tesla V100")
-        "quantization='gptq' on Tesla V100 (compute capability 7.0) can only use vLLM's Exllama kernel, which takes float16 activations only (Marlin needs 7.5+, bfloat16 needs 8.0+): pass dtype='float16'."
-    """
+    (major * 10 + minor; None, a CPU: no rule applies), or return None when it can."""
     if capability is None:
         return None
     family = quant_family(method)

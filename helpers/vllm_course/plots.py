@@ -1,12 +1,7 @@
 """Small matplotlib charts for lessons: a labelled bar chart, and the cache's size per repo.
 
 Built on `matplotlib.figure.Figure` (no pyplot, so a notebook never shows one twice) and shown as
-PNG; nbval compares only the text form (`<PngFigure size 700x220 with 1 Axes>`).
-
-Example:
-    >>> from vllm_course import plots                                   # doctest: +SKIP
-    >>> plots.bar_chart(["bf16", "GPTQ"], [269.1, 114.6], unit="MB", title="Checkpoint size")
-    <PngFigure size 700x170 with 1 Axes>
+PNG; nbval compares only the text form (`<PngFigure size 700x170 with 1 Axes>`).
 """
 
 from __future__ import annotations
@@ -23,6 +18,7 @@ from .errors import PlotInputError
 if TYPE_CHECKING:
     from huggingface_hub import HFCacheInfo
 
+
 class PngFigure(Figure):
     """A matplotlib `Figure` that Jupyter shows as a PNG image (never SVG)."""
 
@@ -34,10 +30,7 @@ class PngFigure(Figure):
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, unit: str = "", title: str = "",
               value_labels: Sequence[str] | None = None) -> PngFigure:
-    """Draw one horizontal bar per label (top to bottom), each annotated with its value.
-
-    `values` are already in `unit` ("MB", "tok/s"); `value_labels` replace the `f"{value:g} {unit}"`
-    annotations. Return the figure from a cell to display it.
+    """One horizontal bar per label (top to bottom), annotated with its value in `unit` or its `value_labels`.
 
     Raises:
         PlotInputError: no bars, lengths differ, or a value is negative or not a number.
@@ -60,11 +53,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, unit: str = "",
 
 
 def cache_size_chart(info: HFCacheInfo, *, title: str | None = None) -> PngFigure:
-    """Bar chart of a `scan_cache_dir()` result's size per repo, biggest first, in MB.
-
-    Raises:
-        PlotInputError: the cache holds no repo.
-    """
+    """Bar chart of a `scan_cache_dir()` result's size per repo, biggest first, in MB (PlotInputError if none)."""
     rows = sorted(((repo.repo_id, repo.size_on_disk) for repo in info.repos), key=lambda item: (-item[1], item[0]))
     if not rows:
         raise PlotInputError(f"The cache {info.cache_dir} holds no repos yet: download one first.")

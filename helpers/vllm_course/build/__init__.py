@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import config
 from ..config import repo_path
 from ..errors import ModelBuildError, ModelNotBuiltError
+from ..machine import cpu_isa, has_gpu
 from ..hub.repos import file_hashes
 from . import recipes
 
@@ -66,8 +67,6 @@ def wants_awq() -> bool:
     """Build AWQ? `VLLM_COURSE_BUILD_AWQ` when set, else only where vLLM can run 4-bit (no AVX2 CPU)."""
     if config.BUILD_AWQ is not None:
         return config.BUILD_AWQ
-    from ..machine import cpu_isa, has_gpu
-
     return has_gpu() or cpu_isa() != "AVX2"
 
 
