@@ -18,7 +18,7 @@ endpoint (HF_ENDPOINT), cli (`python -m vllm_course hub serve|start|stop|status|
 """
 
 from .control import HubHandle, is_running, start, state_dir, stats, status, stop
-from .endpoint import EndpointActivation, check_endpoint, use_hub
+from .control import EndpointActivation, check_endpoint, use_hub
 from .log import FileStats, HubStats, RequestRecord
 from .repos import RepoStore
 from .server import HubConfig, serve

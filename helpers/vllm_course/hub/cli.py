@@ -1,8 +1,7 @@
 """`python -m vllm_course hub serve|start|stop|status|watch`: the course hub from the command line.
 
-`serve` runs it in the foreground; `start` runs `serve` in a background process (or reuses the hub
-on that port), recorded in `<course home>/hub/<port>.json`; `stop` ends it; `status` lists the
-recorded hubs; `watch` prints each request the hub answers, as it happens (a live demo).
+`start` runs `serve` in a background process (or reuses the hub on that port) and records it in
+`<course home>/hub/<port>.json`, where `stop` and `status` find it; `watch` is for live demos.
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
-"""Start, find and stop course hubs from Python (notebooks, tests) and from the CLI.
+"""Start, find and stop course hubs from Python (notebooks, tests) and the CLI; point HF_ENDPOINT at one.
 
 A hub always runs in its own process: a kernel restart cannot leave a half-dead server behind, and
 vLLM's threads never share its event loop. A hub on a fixed port records itself in
 `<course home>/hub/<port>.json` (pid, root, upstream, log), so `start()` in another process finds it.
+
+huggingface_hub reads HF_ENDPOINT once, at import, into `constants.ENDPOINT`,
+`constants.HUGGINGFACE_CO_URL_TEMPLATE` (hf_hub_download's URLs) and the module-level `HfApi`
+(model_info, list_repo_tree): `use_hub()` patches those copies too. HF_HUB_OFFLINE and HF_HOME have
+no such fix: set them before importing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import psutil
 
 from .. import config
 from ..errors import HubError, HubUnreachableError
-from .endpoint import EndpointActivation, use_hub
 from .log import HubStats
 from .mirror import create_root
 from .repos import RepoStore, read_json, write_json
@@ -40,10 +44,7 @@ def state_dir() -> Path:
 
 @dataclass
 class HubHandle:
-    """A running course hub: its URL, what it serves, and how to query or stop it.
-
-    Leaving a `with` block stops the hub only if `owned` (this handle started it); `stop()` always does.
-    """
+    """A running course hub; leaving a `with` block stops it only if `owned` (this handle started it)."""
 
     url: str
     port: int
@@ -59,6 +60,7 @@ class HubHandle:
         return _get_json(f"{self.url}/_course/health", 5.0)
 
     def is_running(self) -> bool:
+        """Whether the hub answers its health check within a second."""
         return is_running(self.url)
 
     def stats(self) -> HubStats:
@@ -77,8 +79,7 @@ class HubHandle:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the hub process, forget its state file, and restore any endpoint it activated."""
         self._restore()
-        _terminate(self.pid, self.url, timeout)
-        _remove_state(self.port, self.pid)
+        _terminate(self.port, self.pid, self.url, timeout)
         if self.owned and self.log_file is not None and self.log_file.name.startswith("auto-"):
             self.log_file.unlink(missing_ok=True)  # a free-port hub's log has no later use
 
@@ -109,16 +110,15 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
             outlives it until `stop()` or `hub stop`.
         upstream: URL of a hub to mirror (pull-through cache).
         host: default `VLLM_COURSE_HUB_HOST`, 127.0.0.1 (only this machine can connect).
-        throttle_bps, cut_after_bytes: demo settings: cap each transfer at this many bytes per
-            second; cut the first full download of each file after this many bytes.
+        throttle_bps, cut_after_bytes: demo faults (see `HubConfig`).
         timeout: seconds to wait for a new hub to answer.
 
     Returns:
         A `HubHandle`; `owned` tells whether this call started it.
 
     Raises:
-        HubError: the root is missing, the port is taken by something else (or by a hub serving
-            another root), or the hub did not come up (its log is quoted).
+        HubError: the root is missing, the port is taken (by something else or a hub serving another
+            root), or the hub did not come up (its log is quoted).
     """
     mirror = root is None and config.profile() == "online"
     if mirror:  # a mirror starts empty: its folder is created on first use
@@ -140,8 +140,7 @@ def stop(port: int | None = None, timeout: float = 10.0) -> bool:
     if state is None:
         return False
     running = is_running(state["url"])
-    _terminate(state.get("pid"), state["url"], timeout)
-    _remove_state(port, state.get("pid"))
+    _terminate(port, state.get("pid"), state["url"], timeout)
     return running
 
 
@@ -164,6 +163,67 @@ def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats
 def is_running(url_or_port: str | int) -> bool:
     """Whether a course hub answers at this URL (or on this port of 127.0.0.1) within a second."""
     return _health(_url(url_or_port), timeout=1.0) is not None
+
+
+@dataclass
+class EndpointActivation:
+    """HF_ENDPOINT pointed at a hub for this process; `restore()` (or leaving `with`) undoes it."""
+
+    url: str
+    previous_env: str | None
+    active: bool = True
+
+    def restore(self) -> None:
+        """Put HF_ENDPOINT (and huggingface_hub's copies of it) back as they were."""
+        if self.active:
+            self.active = False
+            if self.previous_env is None:
+                os.environ.pop("HF_ENDPOINT", None)
+            else:
+                os.environ["HF_ENDPOINT"] = self.previous_env
+            _patch_hf_endpoint((self.previous_env or "https://huggingface.co").rstrip("/"))
+
+    def __enter__(self) -> EndpointActivation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+def use_hub(hub: HubHandle | str) -> EndpointActivation:
+    """Point this process's Hugging Face clients (huggingface_hub, transformers, vLLM) and its
+    subprocesses at a hub (a `HubHandle` or a URL); `.restore()` on the result, or `with`, undoes it."""
+    url = (hub if isinstance(hub, str) else hub.url).rstrip("/")
+    activation = EndpointActivation(url, os.environ.get("HF_ENDPOINT"))
+    os.environ["HF_ENDPOINT"] = url
+    _patch_hf_endpoint(url)
+    return activation
+
+
+def _patch_hf_endpoint(url: str) -> None:
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.ENDPOINT = url
+        constants.HUGGINGFACE_CO_URL_TEMPLATE = url + "/{repo_id}/resolve/{revision}/{filename}"
+    hf_api = sys.modules.get("huggingface_hub.hf_api")
+    if hf_api is not None and hasattr(hf_api, "api"):
+        hf_api.api.endpoint = url
+
+
+def check_endpoint(url: str | None = None, timeout: float = 2.0) -> None:
+    """Fail fast if `url` (default: HF_ENDPOINT) is a local hub that is down, instead of ~100 s of
+    retries (HubUnreachableError, unless HF_HUB_OFFLINE is set). Other URLs are not checked."""
+    url = url or os.environ.get("HF_ENDPOINT")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline or not url or not any(h in url for h in ("127.0.0.1", "localhost", "[::1]")):
+        return
+    try:
+        httpx.get(f"{url.rstrip('/')}/_course/health", timeout=timeout, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise HubUnreachableError(
+            f"HF_ENDPOINT={url} does not answer. Start the course hub (`python -m vllm_course hub start`), "
+            "or set HF_HUB_OFFLINE=1 before importing vllm/huggingface_hub to load from the cache."
+        ) from exc
 
 
 def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle | None:
@@ -251,23 +311,26 @@ def _get_json(url: str, timeout: float) -> Any:
                                   "Start it with `python -m vllm_course hub start`.") from exc
 
 
-def _terminate(pid: int | None, url: str, timeout: float) -> None:
-    """SIGTERM the hub (only if it really is a course hub process), then SIGKILL after `timeout`."""
-    pid = pid if pid is not None else (_health(url, timeout=1.0) or {}).get("pid")
+def _terminate(port: int, pid: int | None, url: str, timeout: float) -> None:
+    """SIGTERM the hub (if it really is a course hub process), SIGKILL after `timeout`; forget its state."""
+    real_pid = pid if pid is not None else (_health(url, timeout=1.0) or {}).get("pid")
     try:
-        if pid is None or " ".join(_SERVE) not in " ".join(psutil.Process(pid).cmdline()):
-            return
+        is_hub = real_pid is not None and " ".join(_SERVE) in " ".join(psutil.Process(real_pid).cmdline())
     except psutil.Error:
-        return
-    child = _CHILDREN.pop(pid, None)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid, child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid, child):
-        os.kill(pid, signal.SIGKILL)
-        if child is not None:
-            child.wait(5)
+        is_hub = False
+    if is_hub:
+        child = _CHILDREN.pop(real_pid, None)
+        os.kill(real_pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(real_pid, child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(real_pid, child):
+            os.kill(real_pid, signal.SIGKILL)
+            if child is not None:
+                child.wait(5)
+    state = _read_state(port)
+    if state is not None and (pid is None or state.get("pid") == pid):
+        (state_dir() / f"{port}.json").unlink(missing_ok=True)
 
 
 def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
@@ -282,12 +345,6 @@ def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
 
 def _read_state(port: int) -> dict[str, Any] | None:
     return read_json(state_dir() / f"{port}.json")
-
-
-def _remove_state(port: int, pid: int | None) -> None:
-    state = _read_state(port)
-    if state is not None and (pid is None or state.get("pid") == pid):
-        (state_dir() / f"{port}.json").unlink(missing_ok=True)
 
 
 def _url(url_or_port: str | int) -> str:

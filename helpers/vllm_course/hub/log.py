@@ -81,6 +81,7 @@ class HubStats:
 
     @property
     def metadata_requests(self) -> int:
+        """Requests for repo metadata (model info, tree), over all repos."""
         return sum(self.metadata.values())
 
     def file(self, repo_id: str, path: str) -> FileStats:
@@ -95,11 +96,8 @@ class HubStats:
                         tuple(f for f in self.files if f.repo_id == repo_id), recent)
 
     def since(self, earlier: HubStats) -> HubStats:
-        """What happened between an earlier snapshot of the same hub and this one (see `hub.__doc__`).
-
-        Raises:
-            HubError: a counter went down: the hub was restarted or reset in between.
-        """
+        """What happened between an earlier snapshot of the same hub and this one (see `hub.__doc__`);
+        HubError if a counter went down (the hub was restarted or reset in between)."""
         requests = self.requests - earlier.requests
         files, went_down = [], requests < 0
         for now in self.files:
@@ -179,11 +177,8 @@ class RequestLog:
 
 
 class LoggedApp:
-    """ASGI wrapper that logs each answered request (status, bytes really sent).
-
-    Handlers describe the request in `request.state` (kind, repo_id, file); a 206 is a ranged
-    read and any 4xx/5xx an error, whatever the handler said.
-    """
+    """ASGI wrapper that logs each answered request (status, bytes really sent), as the handlers describe
+    it in `request.state` (kind, repo_id, file); a 206 is a ranged read and any 4xx/5xx an error."""
 
     def __init__(self, app: ASGIApp, log: RequestLog) -> None:
         self.app, self.log = app, log

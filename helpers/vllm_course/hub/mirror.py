@@ -29,11 +29,7 @@ REFRESH_SECONDS = 30.0  # how long a cached listing of `main` is trusted before 
 
 
 def create_root(root: str | os.PathLike[str], hint: str = "Pass a writable folder as --root.") -> Path:
-    """Create a mirror's root folder if missing (a mirror starts empty) and return it.
-
-    Raises:
-        HubError: the folder cannot be created (a file in the way, no permission).
-    """
+    """Create a mirror's root folder if missing (a mirror starts empty) and return it; HubError if it cannot."""
     folder = Path(root).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,14 +47,8 @@ class GatedUpstream(PermissionError):
 
 
 class Mirror:
-    """Answers "which files, which sha, which bytes" for every repo the hub serves.
-
-    Args:
-        store: the root folder's repos.
-        upstream: base URL of the upstream hub, or None (serve the root, and earlier mirrors, only).
-        log: the request log, to count upstream fetches.
-        timeout: seconds to wait for the upstream before falling back to the cache.
-    """
+    """Answers "which files, which sha, which bytes" for every repo the hub serves (`upstream`: None
+    serves the root and earlier mirrors only; `timeout`: seconds to wait for it before using the cache)."""
 
     def __init__(self, store: RepoStore, upstream: str | None, log: RequestLog, timeout: float = 10.0) -> None:
         self.store, self.log, self.timeout = store, log, timeout
@@ -71,12 +61,8 @@ class Mirror:
         self._listing: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
     async def view(self, repo_id: str, revision: str) -> RepoView:
-        """A repo's files and commit sha, from the root or the upstream.
-
-        Raises:
-            RepoNotFound, RevisionNotFound: as the root or the upstream says.
-            UpstreamError: a repo only the upstream could know, and the upstream is unreachable.
-        """
+        """A repo's files and commit sha, from the root or the upstream (UpstreamError: only the upstream
+        could know the repo, and it is unreachable)."""
         folder = self.store.root / validate_repo_id(repo_id)
         manifest_file = folder / MANIFEST
         listing = any(key[0] == repo_id for key in self._listing)  # its folder exists before its manifest
@@ -85,7 +71,10 @@ class Mirror:
         if self.upstream is None and not manifest_file.is_file():
             raise RepoNotFound(f"no repo {repo_id!r} under {self.store.root} (and no --upstream to ask)")
         manifest = read_json(manifest_file)
-        if self.upstream and self._needs_refresh(repo_id, revision, manifest):
+        # a commit never changes; `main` is asked again after REFRESH_SECONDS
+        age = time.monotonic() - self._checked.get(repo_id, -1e9)
+        stale = manifest is None or (revision != manifest["sha"] and age > REFRESH_SECONDS)
+        if self.upstream and stale:
             try:
                 manifest = await self._fetch_manifest_once(repo_id, revision)
             except UpstreamError:
@@ -99,13 +88,6 @@ class Mirror:
                    for e in manifest["entries"] if safe_repo_path(e["path"])]  # whatever the upstream lists
         entries.sort(key=lambda e: e.path)
         return RepoView(repo_id, manifest["sha"], tuple(entries), False, frozenset(), time.time())
-
-    def _needs_refresh(self, repo_id: str, revision: str, manifest: dict[str, Any] | None) -> bool:
-        if manifest is None:
-            return True
-        if revision == manifest["sha"]:
-            return False  # a commit never changes
-        return time.monotonic() - self._checked.get(repo_id, -1e9) > REFRESH_SECONDS
 
     async def _fetch_manifest_once(self, repo_id: str, revision: str) -> dict[str, Any]:
         """Fetch the manifest, or join the fetch already under way: a class's first requests, all at
@@ -136,13 +118,8 @@ class Mirror:
         return manifest
 
     async def file(self, view: RepoView, entry: Entry) -> Path:
-        """The local file with exactly an entry's bytes; in mirror mode fetched from the upstream
-        first if missing or outdated (once, however many clients ask at the same time).
-
-        Raises:
-            EntryNotFound: the file is not under the root and no upstream can provide it.
-            UpstreamError: the upstream is unreachable or sent bytes that do not match the listing.
-        """
+        """The local file with exactly an entry's bytes; in mirror mode fetched from the upstream first if
+        missing or outdated (once, however many clients ask at the same time)."""
         if (self.store.root / view.repo_id / MANIFEST).is_file():
             async with self._locks.setdefault((view.repo_id, entry.path), asyncio.Lock()):
                 if not await anyio.to_thread.run_sync(self._has, view, entry):

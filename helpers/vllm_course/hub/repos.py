@@ -7,6 +7,7 @@ real Hub, never shared by two repos (`HFCacheInfo.delete_revisions(hash)` relies
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -60,6 +61,7 @@ class Entry:
 
     @property
     def pointer_size(self) -> int:
+        """The size of the git-LFS pointer that stands for the file."""
         return len(lfs_pointer(self.sha256 or "", self.size))
 
 
@@ -117,11 +119,8 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 
 def file_hashes(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """Return a file's (sha256, git blob sha1), reading it once in 4 MiB chunks.
-
-    The course's one hashing function: an LFS file's etag and a small file's git blob id (what
-    huggingface_hub's `utils.sha.git_hash` gives, without holding the file in memory).
-    """
+    """Return a file's (sha256, git blob sha1), reading it once in 4 MiB chunks: the course's one hashing
+    function (`utils.sha.git_hash` would hold the file in memory)."""
     sha256 = hashlib.sha256()
     blob = hashlib.sha1(b"blob %d\x00" % os.stat(path).st_size)
     with open(path, "rb") as fh:
@@ -179,11 +178,7 @@ def read_gate(folder: Path) -> tuple[bool, frozenset[str]]:
 
 
 class RepoStore:
-    """The repos under a root folder, as the Hub protocol describes them (thread-safe).
-
-    Raises:
-        HubError: the root does not exist or is not a folder.
-    """
+    """The repos under a root folder, as the Hub protocol describes them (thread-safe; HubError: no root)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         path = Path(root).expanduser()
@@ -216,14 +211,13 @@ class RepoStore:
 
     def repo_ids(self) -> list[str]:
         """Every valid `org/name` repo folder under the root, sorted."""
-        orgs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        return [rid for rid in (f"{o.name}/{r.name}" for o in orgs for r in sorted(o.iterdir())) if self._has(rid)]
-
-    def _has(self, repo_id: str) -> bool:
-        try:
-            return bool(self.repo_dir(repo_id))
-        except RepoNotFound:
-            return False
+        ids = []
+        for org in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for repo in sorted(org.iterdir()):
+                with contextlib.suppress(RepoNotFound):
+                    self.repo_dir(f"{org.name}/{repo.name}")  # a valid, visible folder inside the root
+                    ids.append(f"{org.name}/{repo.name}")
+        return ids
 
     def view(self, repo_id: str, revision: str = "main") -> RepoView:
         """Return a repo's files and commit sha at `revision`, `main` or that sha (else RevisionNotFound)."""
@@ -248,9 +242,7 @@ class RepoStore:
         return sorted(out)
 
     def _entry(self, folder: Path, rel: str) -> Entry:
-        path = folder / rel
-        sha256, oid = cached_hashes(path)
-        size = path.stat().st_size
-        if is_lfs(rel, size):
-            return Entry(rel, size, git_hash(lfs_pointer(sha256, size)), sha256, True)
-        return Entry(rel, size, oid, sha256, False)
+        sha256, oid = cached_hashes(folder / rel)
+        size = (folder / rel).stat().st_size
+        lfs = is_lfs(rel, size)
+        return Entry(rel, size, git_hash(lfs_pointer(sha256, size)) if lfs else oid, sha256, lfs)

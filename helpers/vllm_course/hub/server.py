@@ -10,7 +10,10 @@ vLLM 0.32 use it, served from a folder. Repos are `org/name`; revisions `main` o
     GET       /_course/health, /_course/stats[?reset=1]      liveness; the request counters
 
 Only GET and HEAD (405 otherwise). Errors are JSON with the `X-Error-Code` huggingface_hub maps to
-its own errors: RepoNotFound, RevisionNotFound, EntryNotFound (404), GatedRepo (401/403).
+its own errors: RepoNotFound, RevisionNotFound, EntryNotFound (404), GatedRepo (401/403). File bodies
+are starlette's `FileResponse` (HEAD, Range 206, 416, If-Range); `FaultyFile` only wraps its `send`
+to fake a slow network (`throttle_bps`) or a dropped connection (`cut_after_bytes`; huggingface_hub
+then resumes with `Range: bytes=N-`).
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ from urllib.parse import unquote
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Scope
+from starlette.types import Message, Receive, Scope, Send
 
-from .faults import FaultyFile
 from .log import LoggedApp, RequestLog
 from .mirror import GatedUpstream, Mirror, UpstreamError
 from .repos import (Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, read_gate,
@@ -112,24 +114,19 @@ class HubApp:
         if parts is None:
             return _error(404, "", "malformed or unsafe path")
         if parts[:2] == ["api", "models"]:
-            return await self._api(request, parts[2:])
-        if len(parts) >= 5 and parts[2] == "resolve":
+            rest = parts[2:]
+            if not rest:
+                return await self.list_models(request)
+            if len(rest) < 2:
+                raise RepoNotFound("expected /api/models/{org}/{name}")
+            repo_id = request.state.repo_id = f"{rest[0]}/{rest[1]}"
+            action, tail = (rest[2], rest[3:]) if len(rest) > 2 else ("revision", ["main"])
+            if action == "revision" and tail:
+                return await self.model_info(request, repo_id, "/".join(tail))
+            if action == "tree" and tail:
+                return await self.tree(request, repo_id, tail[0], "/".join(tail[1:]))
+        elif len(parts) >= 5 and parts[2] == "resolve":
             return await self.resolve(request, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]))
-        return _error(404, "", f"no such endpoint: {request.url.path}")
-
-    async def _api(self, request: Request, rest: list[str]) -> Response:
-        if not rest:
-            return await self.list_models(request)
-        if len(rest) < 2:
-            raise RepoNotFound("expected /api/models/{org}/{name}")
-        repo_id = request.state.repo_id = f"{rest[0]}/{rest[1]}"
-        tail = rest[2:]
-        if not tail:
-            return await self.model_info(request, repo_id, "main")
-        if tail[0] == "revision" and len(tail) >= 2:
-            return await self.model_info(request, repo_id, "/".join(tail[1:]))
-        if tail[0] == "tree" and len(tail) >= 2:
-            return await self.tree(request, repo_id, tail[1], "/".join(tail[2:]))
         return _error(404, "", f"no such endpoint: {request.url.path}")
 
     async def list_models(self, request: Request) -> Response:
@@ -259,17 +256,43 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+class _Cut(Exception):
+    """Raised through `FileResponse` to stop sending once the simulated cut is reached."""
+
+
+class FaultyFile(FileResponse):
+    """A `FileResponse` whose body can be throttled and cut (both off by default)."""
+
+    def __init__(self, path: Path, headers: dict[str, str], *, throttle_bps: int | None = None,
+                 cut_after: int | None = None) -> None:
+        super().__init__(path, headers=headers)
+        self.throttle_bps, self.cut_after = throttle_bps, cut_after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = 0
+
+        async def faulty_send(message: Message) -> None:
+            nonlocal sent
+            body = message.get("body", b"") if message["type"] == "http.response.body" else b""
+            if self.cut_after is not None and sent + len(body) > self.cut_after:
+                await send({"type": "http.response.body", "body": body[: self.cut_after - sent], "more_body": True})
+                raise _Cut
+            sent += len(body)
+            await send(message)
+            if self.throttle_bps and body:
+                await anyio.sleep(len(body) / self.throttle_bps)
+
+        try:
+            await super().__call__(scope, receive, faulty_send)
+        except _Cut:
+            pass  # the response ends short: the client sees a connection that closed mid-file
+
+
 def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | None = None) -> None:
-    """Run the hub in the foreground until interrupted (Ctrl-C or SIGTERM).
+    """Run the hub in the foreground until Ctrl-C or SIGTERM (HubError: no root; OSError: port taken).
 
-    Args:
-        config: what to serve and where.
-        ready_file: if given, `{"port": ..., "pid": ...}` is written there once the socket listens.
-        parent_pid: if given, the hub stops once that process is gone (a kernel's private hub).
-
-    Raises:
-        HubError: the root folder is missing.
-        OSError: the port is taken.
+    `ready_file` gets `{"port": ..., "pid": ...}` once the socket listens; with `parent_pid` the hub
+    stops once that process is gone (a kernel's private hub).
     """
     import uvicorn
 
