@@ -13,8 +13,8 @@ internet; it counts every request (`stats()`), and it can mirror an upstream hub
     0
     >>> h.stop()
 
-Modules: server (HTTP), repos (the folder), log (counters), mirror, faults, control (processes),
-endpoint (HF_ENDPOINT), cli (`python -m vllm_course hub serve|start|stop|status|watch`).
+Modules: server (HTTP, faults), repos (the folder), log (counters), mirror, control (processes,
+HF_ENDPOINT), cli (`python -m vllm_course hub serve|start|stop|status|watch`).
 """
 
 from .control import HubHandle, is_running, start, state_dir, stats, status, stop
