@@ -196,13 +196,12 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
     also saved as PNG at `path`. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
-    panels = [("weights", "weights (MB)"), ("process RSS", "process RSS (GiB)"),
+    panels = [(("weights",), "weights (MB)"), (("process RSS",), "process RSS (GiB)"),
               (("batch tok/s", "single tok/s"), "generated tokens/s")]
     labels = [r.label for r in comparison.results]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
     plt.close(fig)  # pyplot forgets it: a notebook shows it once, as the cell's value, not again at the end
-    for ax, (metrics, title) in zip(axes, panels):
-        group = (metrics,) if isinstance(metrics, str) else metrics
+    for ax, (group, title) in zip(axes, panels):
         width = 0.8 / len(group)
         for j, metric in enumerate(group):
             xs = [i + (j - (len(group) - 1) / 2) * width for i in range(len(labels))]

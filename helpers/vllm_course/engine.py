@@ -207,17 +207,13 @@ def rss_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 def _free_memory() -> None:
-    """Tear down vLLM's process groups, collect, and empty the CUDA cache on a GPU."""
+    """Tear down vLLM's process groups and collect; vLLM's clean-up also empties the GPU's cache."""
     with contextlib.suppress(Exception):
         if "vllm" in sys.modules:
             from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
             cleanup_dist_env_and_memory()
     gc.collect()
-    if has_gpu():
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def _release_interrupted(exc: BaseException) -> None:

@@ -85,8 +85,7 @@ def build_running() -> bool:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+    return False  # closing the file released the lock
 
 
 def is_built(repo_id: str) -> bool:
@@ -104,7 +103,7 @@ def read_manifest() -> dict:
 
 @contextlib.contextmanager
 def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
-    """Hold the build lock for the whole build; wait when another build holds it."""
+    """Hold the build lock for the whole build (closing the file releases it); wait while another holds it."""
     path = build_lock_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
@@ -113,10 +112,7 @@ def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
         except BlockingIOError:
             log("waiting     for another model build to finish (`python -m vllm_course models status`)")
             fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 def _write_manifest(manifest: dict) -> None:
