@@ -3,6 +3,7 @@
 Run: .venv/bin/python benchmarks/bench_quantized.py [--rounds 2] [--prompts 8] [--max-tokens 64]
                                                        [--repeats 3] [--png chart.png]
                                                        [--base-dtypes bfloat16,float16]
+                                                       [--emulate AVX512|AVX2]
 
 Which models: W8A8 always; GPTQ and AWQ (4-bit) only where vLLM has the W4A16 kernel
 (`vllm_course.machine.quant_support`; not on AVX2 CPUs). Every model runs in the dtype
@@ -16,6 +17,13 @@ order alternates (bf16, GPTQ, AWQ, then AWQ, GPTQ, bf16 ...) so a machine that g
 the run does not favour one model; the last tables give the median of each ratio over the rounds and
 the fastest run of each model (interference from other work only ever slows a run down).
 
+`--emulate AVX512` (on an AVX-512-BF16 CPU) measures what an AVX-512 CPU without BF16 would run, as
+a labelled emulation, not a measurement of such a CPU: every process asks torch the ISA questions
+with the BF16 and AMX answers forced to False (vLLM then loads its real `_C_AVX512` library and
+`machine_kwargs()` decides as it would there), and oneDNN, which runs torch's bf16 matmuls, is capped
+with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (a Cascade Lake). `--emulate AVX2` likewise forces
+vLLM's `_C_AVX2` library and caps oneDNN at AVX2.
+
 This machine is shared and noisy: read the ratios of one run, not absolute figures, and re-run
 before quoting anything.
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -31,12 +40,26 @@ import time
 
 from vllm_course import bench, config, engine
 from vllm_course.build import require
-from vllm_course.machine import quant_support
+from vllm_course.machine import quant_support, w8a8_dtype
 
 PROMPTS = ("The capital of France is", "Write a short poem about the sea.",
            "Explain what a hash table is in one paragraph.", "List three uses of a screwdriver:",
            "def fibonacci(n):", "Once upon a time, in a small village,", "The three primary colours are",
            "Translate 'good morning' into Spanish and German.")
+
+
+# --emulate: what torch answers (vLLM and the course both ask it) and oneDNN's ISA cap, per emulated CPU.
+EMULATED = {"AVX512": ({"_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}, "AVX512_CORE_VNNI"),
+            "AVX2": ({"_is_avx512_supported": False, "_is_avx512_bf16_supported": False,
+                      "_is_amx_tile_supported": False}, "AVX2")}
+
+
+def emulate(isa: str) -> None:
+    """Make torch's CPU ISA checks in this process answer as on an `isa` CPU (see the module docstring)."""
+    import torch
+
+    for name, value in EMULATED[isa][0].items():
+        setattr(torch.cpu, name, lambda value=value: value)
 
 
 def throughput(llm, prompts: int, max_tokens: int, repeats: int) -> bench.Throughput:
@@ -72,10 +95,14 @@ def measure_model(model: str, label: str, prompts: int = 8, max_tokens: int = 64
         engine.release(llm)
 
 
-def _measure(label: str, model: str, options: dict, llm_kwargs: dict) -> bench.BenchResult:
+def _measure(label: str, model: str, options: dict, llm_kwargs: dict, isa: str | None = None) -> bench.BenchResult:
     """`measure_model` in a fresh process (so RSS is not inherited from the model before)."""
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps([model, label, options, llm_kwargs])],
-                         capture_output=True, text=True, timeout=1800)
+    command = [sys.executable, __file__, "--child", json.dumps([model, label, options, llm_kwargs])]
+    env = dict(os.environ)
+    if isa:
+        command += ["--emulate", isa]
+        env["ONEDNN_MAX_CPU_ISA"] = EMULATED[isa][1]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return bench.BenchResult.from_dict(json.loads(line[7:]))
@@ -87,7 +114,8 @@ def _variants(base_dtypes: list[str]) -> dict[str, tuple[str, dict]]:
     support = quant_support()
     wanted = [("bf16", config.BASE_MODEL, {})]
     wanted += [(f"bf16@{d}", config.BASE_MODEL, {"dtype": d}) for d in base_dtypes]
-    wanted.append(("W8A8", config.W8A8_MODEL, {}))
+    w8a8 = w8a8_dtype()  # bfloat16 on AMX: vLLM's int8 AMX GEMM takes no other
+    wanted.append(("W8A8", config.W8A8_MODEL, {"dtype": w8a8} if w8a8 else {}))
     if support.w4a16:
         wanted += [("GPTQ", config.GPTQ_MODEL, {}), ("AWQ", config.AWQ_MODEL, {})]
     else:
@@ -109,8 +137,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--png", help="save the chart of the last round here")
     parser.add_argument("--base-dtypes", default="", help="also run the bf16 checkpoint in these dtypes (comma list)")
+    parser.add_argument("--emulate", choices=sorted(EMULATED), help="emulate a CPU without BF16 (AVX512) or AVX-512")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.emulate:
+        emulate(args.emulate)
     if args.child:
         model, label, options, llm_kwargs = json.loads(args.child)
         print("RESULT " + json.dumps(measure_model(model, label, **options, **llm_kwargs).to_dict()))
@@ -118,6 +149,8 @@ def main() -> None:
     options = {"prompts": args.prompts, "max_tokens": args.max_tokens, "repeats": args.repeats}
 
     support = quant_support()
+    if args.emulate:
+        print(f"EMULATED {args.emulate} CPU (torch's ISA checks forced, ONEDNN_MAX_CPU_ISA={EMULATED[args.emulate][1]})")
     print(f"machine: {support.device}, {support.isa} ({support.library}); "
           f"dtype from machine_kwargs(): {engine.machine_kwargs().get('dtype', 'auto (the model config: bfloat16)')}")
     variants = _variants([d for d in args.base_dtypes.split(",") if d])
@@ -129,7 +162,8 @@ def main() -> None:
     comparison = None
     for round_no in range(args.rounds):
         order = labels if round_no % 2 == 0 else labels[::-1]
-        measured = {label: _measure(label, variants[label][0], options, variants[label][1]) for label in order}
+        measured = {label: _measure(label, variants[label][0], options, variants[label][1], args.emulate)
+                    for label in order}
         comparison = bench.Comparison(tuple(measured[label] for label in labels))
         print(f"round {round_no + 1} (order {', '.join(order)}; ratios to bf16)")
         print(comparison.table())

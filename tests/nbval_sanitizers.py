@@ -23,6 +23,8 @@ DROPPED = {
     # huggingface_hub's WeakFileLock logs this when two download threads race for
     # <local-dir>/.cache/huggingface/.gitignore.lock (a 0.1 s timeout): `hf download --local-dir`.
     "hf-lock-wait": r"Still waiting to acquire lock on [^\n]*\n",
+    # Lesson 09's server gets --dtype where machine_kwargs() sets one (AVX2, AMX): its log of the flags.
+    "serve-dtype-arg": r"'dtype': '\w+',\s",
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import greedy_answer
 from hub_fixtures import client_env, course_hub  # noqa: F401
-from vllm_course import config, engine, hub
+from vllm_course import config, engine, hub, machine
 from vllm_course.errors import WeightFormatError
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,8 @@ class TestQuantized:
     def test_does_the_w8a8_model_load_and_answer(self, vllm_engines, quant, w8a8_model):
         """Does the int8 W8A8 build load (compressed-tensors, from config.json), answer Paris, in the chosen dtype?"""
         assert quant.w8a8, quant.why_w8a8
-        llm, report = vllm_engines(w8a8_model)
+        wanted = machine.w8a8_dtype()
+        llm, report = vllm_engines(w8a8_model, **({"dtype": wanted} if wanted else {}))
         answer = greedy_answer(llm)
         dtype = str(llm.llm_engine.model_config.dtype)
         vllm_engines.release_all()
@@ -149,7 +150,8 @@ class TestQuality:
 
             models["GPTQ"] = config.repos_dir() / config.GPTQ_MODEL
         for label, folder in models.items():
-            llm, _ = vllm_engines(folder)
+            w8a8 = machine.w8a8_dtype() if label == "W8A8" else None
+            llm, _ = vllm_engines(folder, **({"dtype": w8a8} if w8a8 else {}))
             scores[label] = perplexity(llm)
             vllm_engines.release_all()
         assert 5 < scores["bf16"] < 60, scores

@@ -26,8 +26,9 @@ import json
 
 if __name__ == "__main__":
     from vllm import LLM, SamplingParams
+    from vllm_course.machine import best_dtype  # float32 on AVX2, float16 with AMX, else the model's
 
-    llm = LLM(model={MODEL!r}, enforce_eager=True)
+    llm = LLM(model={MODEL!r}, enforce_eager=True, **({{"dtype": best_dtype()}} if best_dtype() else {{}}))
     chat = [{{"role": "user", "content": "What is the capital of France?"}}]
     out = llm.chat(chat, SamplingParams(temperature=0, max_tokens=20), use_tqdm=False)
     print(json.dumps({{"text": out[0].outputs[0].text}}))

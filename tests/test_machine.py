@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_course import config, engine, envcheck
+from vllm_course import config, engine, envcheck, machine
 from vllm_course.machine import QuantSupport, cpu_isa, quant_support
 
 
@@ -58,11 +58,16 @@ class TestRealIsa:
         else:
             assert support.w4a16 and support.quantized_model == config.GPTQ_MODEL
 
-    def test_does_machine_kwargs_pick_float32_only_on_avx2(self, support):
-        """Is dtype float32 on AVX2 (emulated bf16) and left to the model elsewhere?"""
+    def test_does_machine_kwargs_pick_the_dtype_of_this_isa(self, support):
+        """float32 on AVX2 (emulated bf16), float16 with AMX (vLLM's AMX bf16 attention), else the model's?"""
+        import torch
+
         kwargs = engine.machine_kwargs()
         if support.isa == "AVX2":
             assert kwargs["dtype"] == "float32" and support.dtype == "float32"
+        elif torch.cpu._is_amx_tile_supported():
+            assert kwargs["dtype"] == "float16" and support.dtype == "float16"
+            assert machine.w8a8_dtype() == "bfloat16"
         else:
             assert "dtype" not in kwargs and support.dtype == "auto"
         assert engine.machine_kwargs(dtype="bfloat16")["dtype"] == "bfloat16"

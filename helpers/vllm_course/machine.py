@@ -75,14 +75,34 @@ def cpu_isa() -> str:
     return "AVX512_BF16" if torch.cpu._is_avx512_bf16_supported() else "AVX512"
 
 
+def has_amx() -> bool:
+    """True on CPUs with AMX tiles (Intel Xeon since Sapphire Rapids), asked the way vLLM 0.32 asks before
+    it picks its AMX kernels (`torch.cpu._is_amx_tile_supported()`)."""
+    import torch
+
+    return not has_gpu() and bool(torch.cpu._is_amx_tile_supported())
+
+
 def best_dtype() -> str | None:
     """The dtype `machine_kwargs()` passes to `LLM(...)`; None keeps the model's own (bfloat16).
 
-    AVX2 CPUs have no bf16 arithmetic and vLLM emulates it: measured there (8 prompts x 32 tokens,
-    `benchmarks/bench_quantized.py`) bfloat16 34 tok/s, float16 38, float32 78. So float32 on AVX2;
-    elsewhere (GPU, AVX-512 with BF16: 450-470 tok/s in bf16) the model's dtype.
+    - AVX2: no bf16 arithmetic, vLLM emulates it: measured there (8 prompts x 32 tokens,
+      `benchmarks/bench_quantized.py`) bfloat16 34 tok/s, float16 38, float32 78. So float32.
+    - AMX: in bfloat16 vLLM 0.32 runs attention on its AMX kernel (`cpu_attn._get_attn_isa`), and with
+      it the course model answers "What is the capital of France?" with "L'Etoile, la Marseillaise, la
+      femme..." where transformers in bf16 and vLLM in float16 or float32 answer Paris. So float16
+      (attention on the "vec" kernel; 109 tok/s against float32's 97 on 2 Xeon cores).
+    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype.
     """
-    return "float32" if not has_gpu() and cpu_isa() == "AVX2" else None
+    if has_gpu():
+        return None
+    return "float32" if cpu_isa() == "AVX2" else "float16" if has_amx() else None
+
+
+def w8a8_dtype() -> str | None:
+    """The dtype for the int8 W8A8 model: `best_dtype()`, except bfloat16 on AMX, where vLLM 0.32 runs it on
+    its AMX int8 GEMM, which takes bfloat16 (float32 is refused; float16 aborted the process here)."""
+    return "bfloat16" if has_amx() else best_dtype()
 
 
 @functools.cache
