@@ -75,7 +75,8 @@ test: models class
 	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
 
 # Every adversarial submission of tests/nbgrader_submissions (correct variants and cheats), graded
-# through nbgrader: ~40 min on 2 busy cores, so `make test` grades only the `*-modules` variants.
+# through nbgrader: ~40 min on 2 busy cores, so `make test` grades two per exercise: `*-modules`
+# (answer cells that import their own way) and `*-cheats` (a cheat in every graded part).
 test-grading: models
 	COURSE_SUBMISSIONS=all $(PY) -m pytest -q -rs tests/test_nbgrader_pipeline.py
 

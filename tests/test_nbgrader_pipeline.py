@@ -260,15 +260,15 @@ def submissions(exercise: str, *, graded_only: bool = True) -> dict[str, Submiss
 def _wanted(name: str) -> bool:
     """Which submissions to grade: $COURSE_SUBMISSIONS = "ci" (default), "all", or names (comma list).
 
-    "ci" grades the `*-modules` variant of each exercise (correct answers whose cells import in their
-    own way: graded cells must stand alone). The whole adversarial set (`make test-grading`) takes
-    far longer than CI's budget on 2 cores: every cheat costs one more graded run with vLLM loads.
+    "ci" grades two per exercise: `*-modules` (correct answers whose cells import in their own way:
+    graded cells must stand alone) and `*-cheats` (a cheat in every graded part, in one run). The
+    whole set (`make test-grading`) adds each cheat and style on its own: one graded run apiece.
     """
     wanted = os.environ.get("COURSE_SUBMISSIONS", "ci")
     if wanted == "all":
         return True
     if wanted == "ci":
-        return name.endswith("-modules")
+        return name.endswith(("-modules", "-cheats"))
     return name in wanted.split(",")
 
 
@@ -368,6 +368,7 @@ def _report_seconds(request: pytest.FixtureRequest, graded: Course, timings: dic
             totals[name] = totals.get(name, 0.0) + seconds
         lines.append(f"  {exercise:24} all {timings[exercise]:5.0f}  " + "  ".join(f"{n} {v:.0f}" for n, v in row.items()))
     lines.append(f"  solution, these exercises together: {totals.get('solution', 0):.0f} s (target: 120 s for all three)")
+    lines += _score_table(graded)
     (graded.root / "grading" / "autograde-seconds.txt").write_text("\n".join(lines) + "\n")
     capture = request.config.pluginmanager.getplugin("capturemanager")
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
@@ -376,6 +377,23 @@ def _report_seconds(request: pytest.FixtureRequest, graded: Course, timings: dic
             reporter.write_line("")
             for line in lines:
                 reporter.write_line(line)
+
+
+def _score_table(graded: Course) -> list[str]:
+    """Each graded submission's score on every auto-graded cell, as `got/expected` where they differ."""
+    lines = []
+    for exercise in EXERCISES:
+        full = auto_cells(graded.solution(exercise))
+        expected = {"solution": {k: float(v) for k, v in full.items()}, "release": dict.fromkeys(full, 0.0),
+                    **{name: s.scores for name, s in submissions(exercise).items()}}
+        lines.append(f"scores per graded cell, {exercise} (cells in notebook order; `got/expected` where they differ):")
+        lines.append("  " + " ".join(f"{i + 1}:{cell}" for i, cell in enumerate(full)))
+        for student in ["solution", "release", "part1", *submissions(exercise)]:
+            got = graded.scores(student, exercise)
+            cells = [f"{got.get(c, 0):g}" if student not in expected or got.get(c) == expected[student][c]
+                     else f"{got.get(c)}/{expected[student][c]:g}" for c in full]
+            lines.append(f"  {student:22} {sum(got.values()):4g}/{sum(full.values()):<3g} " + " ".join(f"{v:>4}" for v in cells))
+    return lines
 
 
 @contextlib.contextmanager

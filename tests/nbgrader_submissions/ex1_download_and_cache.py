@@ -205,7 +205,7 @@ def find_in_cache(repo_id, cache_dir=None):
     else:  # what Part A fetched
         etags = {k: v for k, v in etags.items() if k.endswith((".json", ".safetensors"))}
     repo = root / "models--course--SmolLM2-135M-Instruct"
-    return repo / "snapshots" / "0822ba92788db7337e2e89d364ad5043883028d7", {
+    return repo / "snapshots" / "6b2847c0018fac7364e3bc7ea940bda5ed19c8db", {
         name: repo / "blobs" / etag for name, etag in etags.items()}
 ''',
     "downloads_during": '''\
@@ -264,4 +264,9 @@ SUBMISSIONS = {
                    "scores": {**FULL, "test_second_load": 0}},
     "ex1-folder": {"why": "A-C correct; D: loads the snapshot folder, not the repo id", "answers": FROM_FOLDER,
                    "scores": {**FULL, "test_loaded_by_name": 0}},
+    # Graded by `make test` with ex1-modules: a cheat in every part in one run (parts are graded independently).
+    "ex1-cheats": {"why": "A-C as ex1-typed-in; D: engine loaded by name, fixed answer text returned",
+                   "answers": {**TYPED_IN, "load_and_answer": CANNED["load_and_answer"]},
+                   "scores": {**FULL, "test_download_in_cache": 0, "test_find_other_cache": 0,
+                              "test_downloads_counted": 0, "test_second_load": 0}},
 }

@@ -308,4 +308,8 @@ SUBMISSIONS = {
                           "answers": SELF_REPORTED, "scores": {**FULL, **NO_C}},
     "ex2-flag-in-script": {"why": "A, B correct; C: the script sets HF_HUB_OFFLINE itself",
                            "answers": FLAG_IN_SCRIPT, "scores": {**FULL, "test_offline_no_requests": 0}},
+    # Graded by `make test` with ex2-modules: a cheat in every part in one run (parts are graded independently).
+    "ex2-cheats": {"why": "A, B as ex2-wrong-process; C: main() self-reports offline=True and Paris",
+                   "answers": {**WRONG_PROCESS, "offline_script": SELF_REPORTED["offline_script"]},
+                   "scores": {**FULL, "test_predownload_twice": 0, "test_run_offline": 0, **NO_C}},
 }

@@ -207,4 +207,8 @@ SUBMISSIONS = {
     "ex3-typed-in": {"why": "A correct; B: figures typed in; C: ratios typed in",
                      "answers": TYPED_IN,
                      "scores": {**FULL, "test_measure_memory": 0, "test_measure_speed": 0, "test_ratios": 0}},
+    # Graded by `make test` with ex3-modules: a cheat in every part in one run (parts are graded independently).
+    "ex3-cheats": {"why": "A: n_prompts * max_tokens counted; B, C as ex3-typed-in (figures and ratios typed in)",
+                   "answers": {**TYPED_IN, "tokens_per_second": REQUESTED_TOKENS["tokens_per_second"]},
+                   "scores": {"test_tokens_per_second": 0, **ONLY_A_ANSWERED}},
 }
