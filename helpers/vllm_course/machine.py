@@ -92,7 +92,9 @@ def best_dtype() -> str | None:
       it the course model answers "What is the capital of France?" with "L'Etoile, la Marseillaise, la
       femme..." where transformers in bf16 and vLLM in float16 or float32 answer Paris. So float16
       (attention on the "vec" kernel; 109 tok/s against float32's 97 on 2 Xeon cores).
-    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype.
+    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype. Without AVX512_BF16
+      (emulated, `bench_quantized.py --emulate AVX512`) float32 made 2.4x bf16's batch tok/s but 0.8x for one
+      prompt, and GPTQ/AWQ refuse float32: bf16 kept.
     """
     if has_gpu():
         return None
