@@ -91,7 +91,8 @@ def best_dtype() -> str | None:
     - AMX: in bfloat16 vLLM 0.32 runs attention on its AMX kernel (`cpu_attn._get_attn_isa`), and with
       it the course model answers "What is the capital of France?" with "L'Etoile, la Marseillaise, la
       femme..." where transformers in bf16 and vLLM in float16 or float32 answer Paris. So float16
-      (attention on the "vec" kernel; 109 tok/s against float32's 97 on 2 Xeon cores).
+      (attention on the "vec" kernel), not float32: on 2 Xeon cores the two were within noise (batch
+      94-109 vs 97-102 tok/s in two runs, bf16 140), and GPTQ/AWQ, which these CPUs run, refuse float32.
     - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype. Without AVX512_BF16
       (emulated, `bench_quantized.py --emulate AVX512`) float32 made 2.4x bf16's batch tok/s but 0.8x for one
       prompt, and GPTQ/AWQ refuse float32: bf16 kept.
