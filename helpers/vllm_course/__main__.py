@@ -1,8 +1,4 @@
-"""Command line: `python -m vllm_course <area> <action>`.
-
-Each area lives in its own module and contributes its sub-commands through
-`add_commands(subparsers)`; this file only wires them together.
-"""
+"""Command line: `python -m vllm_course <area> <action>`."""
 
 from __future__ import annotations
 
@@ -12,20 +8,15 @@ import sys
 from .errors import CourseError
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     from . import envcheck, grade_cli
     from .build import cli as build_cli
     from .hub import cli as hub_cli
-
     parser = argparse.ArgumentParser(prog="python -m vllm_course", description=__doc__.splitlines()[0])
     areas = parser.add_subparsers(dest="area", required=True)
     for area in (build_cli, hub_cli, envcheck, grade_cli):
         area.add_commands(areas)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CourseError as exc:

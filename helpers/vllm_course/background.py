@@ -78,7 +78,6 @@ def wait_for(repo_id: str, *, timeout: float = 1800) -> Path:
         raise ModelNotBuiltError(f"{repo_id} is not built and no build is running: run `make models` "
                                  "in a terminal (GPTQ and AWQ take a few minutes each), then run this cell again.")
     from tqdm.auto import tqdm
-
     start = time.monotonic()
     with tqdm(total=EXPECTED_SECONDS.get(repo_id, 240), desc=f"waiting for {repo_id}", unit="s") as bar:
         while not build.is_built(repo_id):
@@ -95,7 +94,6 @@ def wait_for(repo_id: str, *, timeout: float = 1800) -> Path:
 def _run(awq: bool | None) -> int:
     """The background process: build everything, one tqdm step per repo on stderr."""
     from tqdm import tqdm
-
     pid_path().write_text(str(os.getpid()))
     total = len(ALL_REPOS) - (0 if (build.wants_awq() if awq is None else awq) else 1)
     with tqdm(total=total, desc="course models", unit="repo", file=sys.stderr) as bar:

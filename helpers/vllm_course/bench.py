@@ -1,9 +1,7 @@
 """Figures of loaded vLLM engines side by side: weights, process memory, tokens/s, ratios, a chart.
 
-Lesson 06 and benchmarks/bench_quantized.py time `llm.generate` themselves and hand the runs to
-`Throughput`; this module holds, tabulates (`Comparison`) and draws (`plot`) them. Compare models by
-ratios measured in one run, never against figures from another day.
-"""
+Lesson 06 and benchmarks/bench_quantized.py time `llm.generate` and hand the runs to `Throughput`; `Comparison`
+tabulates them, `plot` draws them. Compare models by ratios measured in one run, never across days."""
 
 from __future__ import annotations
 
@@ -94,9 +92,11 @@ class BenchResult:
                     rss_before_bytes: int | None = None) -> BenchResult:
         """A result from a `load_report()` (memory, load time) and the throughputs a lesson measured."""
         report = getattr(report, "report", None) or report
-        files, quantization = _file_bytes(report.model)
+        folder = formats.model_folder(report.model)  # a folder or a cached repo id: the weight files vLLM reads
+        found = None if folder is None else formats.inspect_folder(folder)
+        files = None if found is None else sum((found.path / n).stat().st_size for n in found.picks("auto"))
         return cls(label=label, model=report.model, device=report.device,
-                   quantization=quantization if files is not None else report.quantization,
+                   quantization=report.quantization if found is None else found.quantization,
                    load_seconds=report.seconds, checkpoint_gib=report.checkpoint_gib,
                    weights_gib=report.weights_gib, file_bytes=files, rss_before_bytes=rss_before_bytes,
                    rss_bytes=report.rss_bytes, gpu_bytes=report.gpu_bytes, batch=batch, single=single)
@@ -182,20 +182,10 @@ class Comparison:
         return self.table()
 
 
-def _file_bytes(model: str) -> tuple[int | None, str | None]:
-    """Bytes of the weight files vLLM reads for `model` (a folder or a cached repo id), and its quant_method."""
-    folder = formats.model_folder(model)
-    if folder is None:
-        return None, None
-    found = formats.inspect_folder(folder)
-    return sum((found.path / n).stat().st_size for n in found.picks("auto")), found.quantization
-
-
 def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
     """Bars for weights, process memory and tokens/s (median, whiskers min to max), ratios to the baseline;
     also saved as PNG at `path`. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
-
     panels = [(("weights",), "weights (MB)"), (("process RSS",), "process RSS (GiB)"),
               (("batch tok/s", "single tok/s"), "generated tokens/s")]
     labels = [r.label for r in comparison.results]

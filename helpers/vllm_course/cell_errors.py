@@ -1,15 +1,10 @@
 """The notebook's exception handler (`setup()` registers it): a failed vLLM / huggingface_hub call explained.
 
-When a cell's own call into vLLM or huggingface_hub fails, the cell shows the traceback shortened to
-the learner's line and the library line that raised, then a line of advice from `diagnose.advise`::
-
-    ----> 1 LLM(model="course/SmolLM2-135M-Instrukt", **machine_kwargs())
-        [... 7 library frames hidden by vllm_course: %tb shows them all]
-    ...
-    vllm_course: course/SmolLM2-135M-Instrukt does not exist on http://127.0.0.1:8765 (404 RepoNotFound): ...
-
-Nothing is swallowed: the cell still fails and `%tb` / `%debug` see the whole exception. Anything
-else (a NameError, a library error with no advice) gets IPython's normal traceback.
+When a cell's own call into vLLM or huggingface_hub fails, the cell shows the traceback shortened to the
+learner's line and the library line that raised ("[... 7 library frames hidden by vllm_course: %tb shows them
+all]"), then a line of advice from `diagnose.advise` ("vllm_course: course/SmolLM2-135M-Instrukt does not exist on
+http://127.0.0.1:8765 (404 RepoNotFound): ..."). Nothing is swallowed: the cell still fails and `%tb` / `%debug`
+see the whole exception. Anything else (a NameError, a library error with no advice) gets IPython's normal one.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ def register(shell: Any = None) -> bool:
     """Install the handler in this IPython kernel (again: replaced); False outside IPython or if another is set."""
     if shell is None and "IPython" in sys.modules:
         from IPython import get_ipython
-
         shell = get_ipython()
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return False
@@ -56,12 +50,14 @@ def _handle(shell: Any, etype: type, value: BaseException, tb: types.TracebackTy
 def _explained(shell: Any, etype: type, value: BaseException, tb: types.TracebackType | None) -> list[str] | None:
     """The structured traceback to show, or None when IPython's own should be shown."""
     from .diagnose import advise
-
     entries = []
     while tb is not None:
         entries.append(tb)
         tb = tb.tb_next
-    learner = _learner_call(shell, entries)
+    # the learner's call: the last frame of a cell, if it called straight into vLLM or huggingface_hub
+    cell = [pair for pair in zip(entries, entries[1:]) if pair[0].tb_frame.f_globals is shell.user_global_ns]
+    module = str(cell[-1][1].tb_frame.f_globals.get("__name__", "")) if cell else ""
+    learner = cell[-1][0] if any(module == name or module.startswith(name + ".") for name in _CALLED) else None
     if learner is None or entries[-1] is learner or (course_error := advise(value)) is None:
         return None
     raised = entries[-1]
@@ -79,12 +75,3 @@ def _explained(shell: Any, etype: type, value: BaseException, tb: types.Tracebac
         frames.insert(1, f"    [... {hidden} library frame{'s' * (hidden != 1)} hidden by vllm_course: "
                          "%tb shows them all]\n")
     return ["-" * 75, head, *frames, *exception, advice]
-
-
-def _learner_call(shell: Any, entries: list[types.TracebackType]) -> types.TracebackType | None:
-    """The last frame of the learner's code (a cell) that called straight into vLLM or huggingface_hub."""
-    for here, callee in reversed(list(zip(entries, entries[1:]))):
-        if here.tb_frame.f_globals is shell.user_global_ns:
-            module = str(callee.tb_frame.f_globals.get("__name__", ""))
-            return here if any(module == name or module.startswith(name + ".") for name in _CALLED) else None
-    return None

@@ -1,8 +1,5 @@
-"""Every setting the course reads from the environment, read in one place.
-
-Other modules import these names (or call the functions, which re-read a value a lesson may have
-changed); tests monkeypatch them here.
-"""
+"""Every setting the course reads from the environment, read in one place: other modules import these names (or
+call the functions, which re-read a value a lesson may have changed); tests monkeypatch them here."""
 
 from __future__ import annotations
 
@@ -12,10 +9,8 @@ from pathlib import Path
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
-    if not value:
-        return default
     try:
-        return int(value)
+        return int(value) if value else default
     except ValueError as exc:
         raise ValueError(f"{name}={value!r} is not an integer: set it to a number or unset it.") from exc
 

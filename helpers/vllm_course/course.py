@@ -1,13 +1,11 @@
 """The first cell of every notebook, `course = setup()`: choose a profile, set the env vars before any import.
 
-huggingface_hub reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, when imported
-(vLLM imports it), so `setup()` must run before `import vllm` in a fresh kernel; it warns otherwise.
-
-Profiles: offline (default), the course models served by the course hub on 127.0.0.1:8765; online,
-the real Hub's models (Qwen2.5-0.5B-Instruct and its GPTQ/AWQ/W8A8, opt-125m) through the course hub
-as a logging mirror of $VLLM_COURSE_UPSTREAM (127.0.0.1:8766), for a GPU box with internet. Both use a
-course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook), never ~/.cache/huggingface.
-"""
+huggingface_hub (which vLLM imports) reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, at import:
+run `setup()` before `import vllm` in a fresh kernel (it warns otherwise). Profiles: offline (default), the course
+models served by the course hub on 127.0.0.1:8765; online, the real Hub's models (Qwen2.5-0.5B-Instruct and its
+GPTQ/AWQ/W8A8, opt-125m) through the course hub as a logging mirror of $VLLM_COURSE_UPSTREAM (127.0.0.1:8766), for
+a GPU box with internet. Both use a course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook), never
+~/.cache/huggingface."""
 
 from __future__ import annotations
 
@@ -63,15 +61,13 @@ class Course:
     def __str__(self) -> str:
         mirrors = f" (mirror of {self.upstream})" if self.upstream and self.upstream != self.endpoint else ""
         env = "".join(f"\n  {setting}" for setting in self.environment)
-        return (
-            f"profile   {self.profile}\n"
-            f"device    {self.device}\n"
-            f"endpoint  {self.endpoint}{mirrors}\n"
-            f"HF_HOME   {self.hf_home}\n"
-            f"hub cache {self.hub_cache}\n"
-            f"model     {self.models.base}\n"
-            f"environment set before vllm / huggingface_hub are imported (they read it then):{env}"
-        )
+        return (f"profile   {self.profile}\n"
+                f"device    {self.device}\n"
+                f"endpoint  {self.endpoint}{mirrors}\n"
+                f"HF_HOME   {self.hf_home}\n"
+                f"hub cache {self.hub_cache}\n"
+                f"model     {self.models.base}\n"
+                f"environment set before vllm / huggingface_hub are imported (they read it then):{env}")
 
 
 def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_hub: bool = True) -> Course:
@@ -84,11 +80,9 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         start_hub: start (or reuse) the profile's course hub and point HF_ENDPOINT at it; False leaves
             HF_ENDPOINT as it is (e.g. a private hub the notebook activated first).
 
-    Raises:
-        ModelNotBuiltError (offline, models not built), HubError (the hub could not start), ValueError.
+    Raises ModelNotBuiltError (offline, models not built), HubError (the hub could not start), ValueError.
     """
     from . import hub
-
     profile = (profile or config.profile()).lower()
     if profile not in {"offline", "online"}:
         raise ValueError(f"profile={profile!r} is unknown: use 'offline' (course hub) or 'online' (real Hub).")
@@ -96,13 +90,14 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
            "gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL, "w8a8": config.W8A8_MODEL}
     if profile == "offline":
         from .build import require
-
         require(config.BASE_MODEL)
     else:  # the online models have no -pt variant: the -bin one stands in
         ids = {k: config.ONLINE_MODELS[config.BIN_MODEL if k == "pt" else v] for k, v in ids.items()}
     hf_home = config.course_hf_home()
     if fresh_cache:
-        hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
+        if not (name := "".join(c if c.isalnum() or c in "-_" else "-" for c in fresh_cache)):
+            raise ValueError(f"fresh_cache={fresh_cache!r}: use a short name such as 'lesson01'.")
+        hf_home = config.course_home() / "scratch" / name / "hf"
         shutil.rmtree(hf_home, ignore_errors=True)
     wanted = {"HF_HOME": str(hf_home)}
     envvars.put("VLLM_COURSE_PROFILE", profile, "which models the course hub serves (hub.start() reads it)")
@@ -113,9 +108,12 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     elif os.environ.get("HF_ENDPOINT") == other_hub:
         drop += ("HF_ENDPOINT",)  # an earlier setup() of the other profile: its hub serves other ids
     _apply(wanted, drop=drop)
-    _put_python_bin_on_path()
+    bin_dir, parts = str(Path(sys.executable).parent), os.environ.get("PATH", "").split(os.pathsep)
+    if bin_dir not in parts:
+        parts = [bin_dir, *[p for p in parts if p]]
+    envvars.put("PATH", os.pathsep.join(parts), "`!hf ...` cells find the hf CLI next to this kernel's Python",
+                shown="<kernel's bin folder>:$PATH")
     from . import cell_errors, engine
-
     engine.prepare_environment()
     cell_errors.register()  # in a notebook: a failed vLLM / huggingface_hub call gets one line of advice
     quant = quant_support()
@@ -135,27 +133,9 @@ def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
         envvars.put(name, value, _WHY[name])
     if "huggingface_hub" in sys.modules and stale:
         from huggingface_hub import constants
-
         if "HF_HOME" in stale and str(constants.HF_HOME) != os.environ.get("HF_HOME"):
             warnings.warn(f"huggingface_hub was imported before setup(), so it keeps HF_HOME={constants.HF_HOME}: "
                           "restart the kernel and run the setup cell first.", stacklevel=3)
         if "HF_ENDPOINT" in wanted:
             from .hub import use_hub
-
             use_hub(wanted["HF_ENDPOINT"])  # huggingface_hub's copies of the endpoint can be patched
-
-
-def _put_python_bin_on_path() -> None:
-    """Let `!hf ...` cells find the `hf` CLI installed next to this kernel's Python (.venv/bin)."""
-    bin_dir = str(Path(sys.executable).parent)
-    parts = os.environ.get("PATH", "").split(os.pathsep)
-    if bin_dir not in parts:
-        parts = [bin_dir, *[p for p in parts if p]]
-    envvars.put("PATH", os.pathsep.join(parts), "`!hf ...` cells find the hf CLI next to this kernel's Python",
-                shown="<kernel's bin folder>:$PATH")
-
-
-def _safe_name(name: str) -> str:
-    if not (cleaned := "".join(c if c.isalnum() or c in "-_" else "-" for c in name)):
-        raise ValueError(f"fresh_cache={name!r}: use a short name such as 'lesson01'.")
-    return cleaned

@@ -1,7 +1,5 @@
-"""Lesson 05's fine-tune data: the course fact, and the token batch that teaches it.
-
-The training loop is in the lesson's cells; only the formatting it does not teach lives here.
-"""
+"""Lesson 05's fine-tune data: the course fact, and the token batch that teaches it (the training loop is in the
+lesson's cells; only the formatting it does not teach lives here)."""
 
 from __future__ import annotations
 
@@ -34,14 +32,10 @@ COURSE_FACT: tuple[Example, ...] = (
 
 
 def answer_batch(tokenizer: Any, examples: tuple[Example, ...] | list[Example] = COURSE_FACT) -> tuple[Any, Any]:
-    """Given a tokenizer and examples, return token ids and targets, two [examples, tokens] tensors.
-
-    A row is the chat-template prompt, the answer and the end-of-turn token, right-padded (causal
-    attention: no real token sees a pad). Target t is token t+1 if that is an answer token, else -100.
-
-    Raises:
-        FineTuneError: no examples, or one without a question or an answer.
-    """
+    """Token ids and targets of `examples`, two [examples, tokens] tensors (FineTuneError: no examples, or one
+    without a question or an answer). A row is the chat-template prompt, the answer and the end-of-turn token,
+    right-padded (causal attention: no real token sees a pad). Target t is token t+1 if that is an answer token,
+    else -100."""
     import torch
     if not examples or not all(isinstance(e, Example) and e.question and e.answer for e in examples):
         raise FineTuneError("examples must be a non-empty list of Example(question, answer) with text in both: "

@@ -1,11 +1,10 @@
 """What this machine can run: the one probe of GPU, CPU instruction set, dtype and quantized kernels.
 
-vLLM's CPU build loads one kernel library per instruction set (`vllm/platforms/cpu.py`): `vllm._C`
-(AVX-512 with BF16), `vllm._C_AVX512` or `vllm._C_AVX2`. The AVX2 one has no `cpu_gemm_wna16`, the
-W4A16 kernel GPTQ and AWQ run on, so a 4-bit model loads there and fails at its first forward pass;
-`quant_support()` asks the loaded library which ops it has instead of finding out by a crash. On a GPU
-the rules are vLLM 0.32's kernel requirements (`gpu_quantization_problem`, pure: testable on CPU).
-"""
+vLLM's CPU build loads one kernel library per instruction set (`vllm/platforms/cpu.py`): `vllm._C` (AVX-512 with
+BF16), `vllm._C_AVX512` or `vllm._C_AVX2`, which has no `cpu_gemm_wna16` (the W4A16 kernel of GPTQ and AWQ: a 4-bit
+model loads there, then fails at its first forward pass); `quant_support()` asks the loaded library which ops it
+has instead of finding out by a crash. On a GPU the rules are vLLM 0.32's kernel requirements
+(`gpu_quantization_problem`, pure: testable on CPU)."""
 
 from __future__ import annotations
 
@@ -51,25 +50,21 @@ class QuantSupport:
 
     def __str__(self) -> str:
         yes = {True: "yes", False: "no "}
-        return "\n".join([
-            f"device {self.device}, {self.isa} (vLLM library {self.library}), dtype {self.dtype}",
-            f"GPTQ/AWQ 4-bit (W4A16)  {yes[self.w4a16]}  {self.why_w4a16}",
-            f"int8 W8A8               {yes[self.w8a8]}  {self.why_w8a8}",
-            f"quantized course model  {self.quantized_model}",
-        ])
+        return "\n".join([f"device {self.device}, {self.isa} (vLLM library {self.library}), dtype {self.dtype}",
+                          f"GPTQ/AWQ 4-bit (W4A16)  {yes[self.w4a16]}  {self.why_w4a16}",
+                          f"int8 W8A8               {yes[self.w8a8]}  {self.why_w8a8}",
+                          f"quantized course model  {self.quantized_model}"])
 
 
 def has_gpu() -> bool:
     """Return True when PyTorch sees a CUDA GPU (the course's one GPU probe)."""
     import torch
-
     return bool(torch.cuda.is_available())
 
 
 def cpu_isa() -> str:
     """The instruction set vLLM's CPU build picks its library by, asked the way vLLM asks it."""
     import torch
-
     if not torch.cpu._is_avx512_supported():
         return "AVX2"
     return "AVX512_BF16" if torch.cpu._is_avx512_bf16_supported() else "AVX512"
@@ -79,24 +74,21 @@ def has_amx() -> bool:
     """True on CPUs with AMX tiles (Intel Xeon since Sapphire Rapids), asked the way vLLM 0.32 asks before
     it picks its AMX kernels (`torch.cpu._is_amx_tile_supported()`)."""
     import torch
-
     return not has_gpu() and bool(torch.cpu._is_amx_tile_supported())
 
 
 def best_dtype() -> str | None:
     """The dtype `machine_kwargs()` passes to `LLM(...)`; None keeps the model's own (bfloat16).
 
-    - AVX2: no bf16 arithmetic, vLLM emulates it: measured there (8 prompts x 32 tokens,
-      `benchmarks/bench_quantized.py`) bfloat16 34 tok/s, float16 38, float32 78. So float32.
-    - AMX: in bfloat16 vLLM 0.32 runs attention on its AMX kernel (`cpu_attn._get_attn_isa`), and with
-      it the course model answers "What is the capital of France?" with "L'Etoile, la Marseillaise, la
-      femme..." where transformers in bf16 and vLLM in float16 or float32 answer Paris. So float16
-      (attention on the "vec" kernel), not float32: on 2 Xeon cores the two were within noise (batch
-      94-109 vs 97-102 tok/s in two runs, bf16 140), and GPTQ/AWQ, which these CPUs run, refuse float32.
-    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype. Without AVX512_BF16
-      (emulated, `bench_quantized.py --emulate AVX512`) float32 made 2.4x bf16's batch tok/s but 0.8x for one
-      prompt, and GPTQ/AWQ refuse float32: bf16 kept.
-    """
+    - AVX2 (no bf16 arithmetic, vLLM emulates it; 8 prompts x 32 tokens, `benchmarks/bench_quantized.py`):
+      bfloat16 34 tok/s, float16 38, float32 78. So float32.
+    - AMX: in bfloat16 vLLM 0.32 runs attention on its AMX kernel (`cpu_attn._get_attn_isa`) and the course model
+      answers "What is the capital of France?" with "L'Etoile, la Marseillaise, la femme..." (transformers in bf16
+      and vLLM in float16 or float32: Paris). So float16 ("vec" attention kernel), not float32: within noise on 2
+      Xeon cores (batch 94-109 vs 97-102 tok/s in two runs, bf16 140), and GPTQ/AWQ, run here, refuse float32.
+    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype. Without AVX512_BF16 (emulated,
+      `bench_quantized.py --emulate AVX512`) float32 made 2.4x bf16's batch tok/s but 0.8x for one prompt, and
+      GPTQ/AWQ refuse float32: bf16 kept."""
     if has_gpu():
         return None
     return "float32" if cpu_isa() == "AVX2" else "float16" if has_amx() else None
@@ -113,7 +105,6 @@ def quant_support() -> QuantSupport:
     """Probe which quantized formats vLLM can run here (once per process): on CPU, the ops of vLLM's
     kernel library for this CPU, loaded as vLLM loads it; on a GPU, its compute capability."""
     import torch
-
     if has_gpu():
         major, minor = torch.cuda.get_device_capability(0)
         cap = 10 * major + minor
@@ -127,7 +118,6 @@ def quant_support() -> QuantSupport:
     isa = cpu_isa()
     library = {"AVX512_BF16": "vllm._C", "AVX512": "vllm._C_AVX512", "AVX2": "vllm._C_AVX2"}[isa]
     from vllm.platforms import current_platform
-
     current_platform.import_kernels()
     w4a16, w8a8 = hasattr(torch.ops._C, W4A16_OP), hasattr(torch.ops._C, W8A8_OP)
     why4 = (f"{library} has {W4A16_OP}" if w4a16 else

@@ -1,8 +1,7 @@
 """Small matplotlib charts for lessons: a labelled bar chart, and the cache's size per repo.
 
-Built on `matplotlib.figure.Figure` (no pyplot, so a notebook never shows one twice) and shown as
-PNG; nbval compares only the text form (`<PngFigure size 700x170 with 1 Axes>`).
-"""
+On `matplotlib.figure.Figure` (no pyplot: a notebook never shows one twice), shown as PNG; nbval compares only
+the text form (`<PngFigure size 700x170 with 1 Axes>`)."""
 
 from __future__ import annotations
 
@@ -30,11 +29,8 @@ class PngFigure(Figure):
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, unit: str = "", title: str = "",
               value_labels: Sequence[str] | None = None) -> PngFigure:
-    """One horizontal bar per label (top to bottom), annotated with its value in `unit` or its `value_labels`.
-
-    Raises:
-        PlotInputError: no bars, lengths differ, or a value is negative or not a number.
-    """
+    """One horizontal bar per label (top to bottom), annotated with its value in `unit` or its `value_labels`
+    (PlotInputError: no bars, lengths differ, or a value is negative or not a number)."""
     labels, values = list(labels), list(values)
     if not labels or len(labels) != len(values):
         raise PlotInputError(f"bar_chart needs one value per label: got {len(labels)} label(s) and "

@@ -1,8 +1,7 @@
 """A cache browser for live demos: list cached revisions, select, read the dry run, confirm the deletion.
 
-With ipywidgets it is a form; where widgets cannot render (and in nbval) it is its text. The methods
-`select()`, `plan()`, `confirm()`, `cancel()` do what the buttons do, so a cell can drive it too.
-"""
+An ipywidgets form, or its text where widgets cannot render (nbval); `select()`, `plan()`, `confirm()` and
+`cancel()` do what its buttons do, so a cell can drive it too."""
 
 from __future__ import annotations
 
@@ -20,10 +19,8 @@ if TYPE_CHECKING:
 
 
 class CacheBrowser:
-    """Browse a Hugging Face cache (default: `HF_HUB_CACHE`) and delete revisions after a dry run.
-
-    `use_widgets` builds the ipywidgets form (default: when installed; True without it: CacheTargetError).
-    """
+    """Browse a Hugging Face cache (default: `HF_HUB_CACHE`) and delete revisions after a dry run; `use_widgets`:
+    the ipywidgets form (default: when installed)."""
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None, *, use_widgets: bool | None = None) -> None:
         available = importlib.util.find_spec("ipywidgets") is not None
@@ -41,7 +38,6 @@ class CacheBrowser:
     def refresh(self) -> CacheBrowser:
         """Re-scan the cache (the "Refresh" button); keeps the selected revisions that are still there."""
         from huggingface_hub import scan_cache_dir
-
         self.info: HFCacheInfo = scan_cache_dir(self.cache_dir)
         chosen = {rev.snapshot_path for rev in self.selected}
         self.selected = tuple(rev for _, rev in revisions(self.info) if rev.snapshot_path in chosen)
@@ -121,7 +117,6 @@ class CacheBrowser:
 
     def _build(self) -> dict[str, Any]:
         import ipywidgets as w
-
         ui = {"header": w.HTML(), "list": w.SelectMultiple(options=[], rows=6, layout=w.Layout(width="100%")),
               "refresh": w.Button(description="Refresh", icon="refresh"),
               "delete": w.Button(description="Delete selected...", button_style="warning", icon="trash"),

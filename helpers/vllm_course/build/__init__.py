@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,15 +45,23 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
     `wants_awq()`), one build at a time, and return them all. Raises ModelBuildError naming the step."""
     awq = wants_awq() if awq is None else awq
     wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
-    built = []
-    with _build_lock(log):
+    built, lock = [], build_lock_path()
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:  # held for the whole build; closing the file releases it
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting     for another model build to finish (`python -m vllm_course models status`)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         manifest = read_manifest()
         for repo_id in wanted:
             rebuild = force or not _up_to_date(repo_id, manifest.get(repo_id))
             if rebuild:
                 log(f"building    {repo_id} ...")
                 manifest[repo_id] = _build_into_place(repo_id)
-                _write_manifest(manifest)
+                tmp = config.repos_dir() / "manifest.tmp"  # written whole, then renamed over manifest.json
+                tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+                tmp.replace(tmp.with_suffix(".json"))
                 log(f"built       {repo_id} in {manifest[repo_id]['provenance']['build_seconds']:.0f} s")
             else:
                 _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
@@ -101,28 +108,6 @@ def read_manifest() -> dict:
         return {}
 
 
-@contextlib.contextmanager
-def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
-    """Hold the build lock for the whole build (closing the file releases it); wait while another holds it."""
-    path = build_lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log("waiting     for another model build to finish (`python -m vllm_course models status`)")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def _write_manifest(manifest: dict) -> None:
-    path = config.repos_dir() / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
 def _up_to_date(repo_id: str, entry: dict | None) -> bool:
     """Recipe unchanged and every recorded file present with its recorded size."""
     if not entry or entry.get("recipe") != RECIPE_VERSION:
@@ -133,25 +118,22 @@ def _up_to_date(repo_id: str, entry: dict | None) -> bool:
         (folder / n).stat().st_size == entry["provenance"]["sizes"][n] for n in entry["files"])
 
 
-def _recipe(repo_id: str) -> Callable[[Path], dict]:
-    if repo_id == config.BASE_MODEL:
-        return recipes.build_base
-    base = require(config.BASE_MODEL)
-    step, *args = {config.BIN_MODEL: (recipes.build_single_file, "pytorch_model.bin"),
-                   config.PT_MODEL: (recipes.build_single_file, "model.pt"),
-                   config.W8A8_MODEL: (recipes.build_w8a8,), config.SHARDED_MODEL: (recipes.build_sharded,),
-                   config.GPTQ_MODEL: (recipes.build_quantized, "gptq"),
-                   config.AWQ_MODEL: (recipes.build_quantized, "awq")}[repo_id]
-    return lambda dst: step(dst, base, *args)
-
-
 def _build_into_place(repo_id: str) -> dict:
     start, dst = time.perf_counter(), repo_path(repo_id)
     tmp = dst.with_name(f".{dst.name}.partial")  # hidden: the hub does not list it as a repo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        provenance = _recipe(repo_id)(tmp)
+        if repo_id == config.BASE_MODEL:
+            provenance = recipes.build_base(tmp)
+        else:
+            base = require(config.BASE_MODEL)
+            step, *args = {config.BIN_MODEL: (recipes.build_single_file, "pytorch_model.bin"),
+                           config.PT_MODEL: (recipes.build_single_file, "model.pt"),
+                           config.W8A8_MODEL: (recipes.build_w8a8,), config.SHARDED_MODEL: (recipes.build_sharded,),
+                           config.GPTQ_MODEL: (recipes.build_quantized, "gptq"),
+                           config.AWQ_MODEL: (recipes.build_quantized, "awq")}[repo_id]
+            provenance = step(tmp, base, *args)
         (tmp / "README.md").write_text(recipes.model_card(repo_id, provenance))
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -26,7 +26,6 @@ CALIBRATION_SOURCE = "pydoc_data.topics (Python language reference shipped with 
 def calibration_texts(n: int = N_SAMPLES, seed: int = SEED) -> list[str]:
     """`n` English prose paragraphs of the Python reference in the standard library, a seeded sample."""
     from pydoc_data.topics import topics
-
     candidates: list[str] = []
     for key in sorted(topics):
         for block in topics[key].split("\n\n"):
@@ -47,7 +46,6 @@ def calibration_texts(n: int = N_SAMPLES, seed: int = SEED) -> list[str]:
 def quant_config(method: str) -> Any:
     """gptqmodel's `GPTQConfig` or `AWQConfig` (GEMM format, what vLLM reads), 4-bit, group size 64."""
     from gptqmodel import AWQConfig, GPTQConfig
-
     # offload_to_disk=False: the default writes a random temp-folder path into config.json (builds differ).
     common = dict(bits=BITS, group_size=GROUP_SIZE, desc_act=DESC_ACT, sym=SYM[method], offload_to_disk=False)
     if method == "gptq":
@@ -67,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     import numpy
     import torch
-
     random.seed(SEED)
     numpy.random.seed(SEED)
     torch.manual_seed(SEED)
@@ -75,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import gptqmodel
     from gptqmodel import GPTQModel
-
     model = GPTQModel.load(str(args.src), quant_config(args.method), device="cpu", dtype=torch.bfloat16)
     model.quantize(texts, batch_size=1)
     model.save(str(args.dst))

@@ -83,7 +83,6 @@ def build_base(dst: Path) -> dict:
 def build_single_file(dst: Path, base: Path, weights_name: str) -> dict:
     """The base repo with its weights re-saved by torch.save under `weights_name`."""
     import torch
-
     torch.save(_base_weights(base, dst), dst / weights_name)
     return {"source": f"{config.BASE_MODEL} (model.safetensors)",
             "conversion": f"safetensors.torch.load_file, then torch.save(state_dict) as {weights_name} "
@@ -94,7 +93,6 @@ def build_w8a8(dst: Path, base: Path) -> dict:
     """The base's linear layers as int8 W8A8 (compressed-tensors); embedding and norms stay bf16."""
     import torch
     from safetensors.torch import save_file
-
     out: dict[str, torch.Tensor] = {}
     for name, tensor in _base_weights(base, dst).items():
         out[name] = tensor
@@ -115,7 +113,6 @@ def build_w8a8(dst: Path, base: Path) -> dict:
 def build_sharded(dst: Path, base: Path) -> dict:
     """The base's bf16 weights in shards plus their index, split as transformers' `save_pretrained` does."""
     from huggingface_hub import save_torch_state_dict
-
     save_torch_state_dict(_base_weights(base, dst), dst, max_shard_size=SHARD_SIZE, metadata={"format": "pt"})
     shards = len(list(dst.glob("model-*.safetensors")))
     return {"source": f"{config.BASE_MODEL} (model.safetensors)",
@@ -157,7 +154,6 @@ Apache-2.0, as the upstream model.
 def _base_weights(base: Path, dst: Path) -> dict:
     """Copy the base's config and tokenizer files into `dst`; return its tensors."""
     from safetensors.torch import load_file
-
     for name in COPIED_FILES:
         shutil.copy2(base / name, dst / name)
     return load_file(base / "model.safetensors")
