@@ -12,9 +12,6 @@ internet; it counts every request (`stats()`), and it can mirror an upstream hub
     >>> h.stats().since(before).weight_downloads()
     0
     >>> h.stop()
-
-Modules: server (HTTP, faults), repos (the folder), log (counters), mirror, control (processes,
-HF_ENDPOINT), cli (`python -m vllm_course hub serve|start|stop|status|watch`).
 """
 
 from .control import HubHandle, is_running, start, state_dir, stats, status, stop

@@ -1,12 +1,9 @@
-"""`python -m vllm_course hub serve|start|stop|status|watch`: the course hub from the command line.
-
-`start` runs `serve` in a background process (or reuses the hub on that port) and records it in
-`<course home>/hub/<port>.json`, where `stop` and `status` find it; `watch` is for live demos.
-"""
+"""`python -m vllm_course hub serve|start|stop|status|watch`: the course hub from the command line."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -56,10 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.upstream:
         root = create_root(root)  # a mirror starts empty: its root need not exist yet
     hub = HubConfig(root, args.host, args.port, args.upstream, args.throttle_bps, args.cut_after_bytes)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(hub, args.ready_file, os.getppid() if args.exit_with_parent else None)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

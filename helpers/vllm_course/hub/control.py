@@ -1,13 +1,9 @@
 """Start, find and stop course hubs from Python (notebooks, tests) and the CLI; point HF_ENDPOINT at one.
 
-A hub always runs in its own process: a kernel restart cannot leave a half-dead server behind, and
-vLLM's threads never share its event loop. A hub on a fixed port records itself in
-`<course home>/hub/<port>.json` (pid, root, upstream, log), so `start()` in another process finds it.
-
-huggingface_hub reads HF_ENDPOINT once, at import, into `constants.ENDPOINT`,
-`constants.HUGGINGFACE_CO_URL_TEMPLATE` (hf_hub_download's URLs) and the module-level `HfApi`
-(model_info, list_repo_tree): `use_hub()` patches those copies too. HF_HUB_OFFLINE and HF_HOME have
-no such fix: set them before importing.
+A hub always runs in its own process (a kernel restart leaves no half-dead server behind; vLLM's threads never
+share its event loop). One on a fixed port records itself in `<course home>/hub/<port>.json` for other processes.
+huggingface_hub copies HF_ENDPOINT at import, and `use_hub()` patches those copies too; HF_HUB_OFFLINE and
+HF_HOME have no such fix: set them before importing.
 """
 
 from __future__ import annotations
@@ -97,28 +93,17 @@ class HubHandle:
 def start(root: str | os.PathLike[str] | None = None, port: int | None = None, upstream: str | None = None, *,
           host: str | None = None, throttle_bps: int | None = None, cut_after_bytes: int | None = None,
           timeout: float = 30.0) -> HubHandle:
-    """Start a course hub in a background process, or reuse the one already on that port.
+    """Start a course hub in a background process, or reuse the one already on that port (then not `owned`).
 
-    Without `root` the hub follows the profile (`VLLM_COURSE_PROFILE`, set by `course.setup()`):
-    offline it serves the built course models (`repos_dir()`); online it is a logging mirror of
-    `VLLM_COURSE_UPSTREAM` (the real Hub) that keeps its files in `mirror_dir()`.
-
-    Args:
-        root: folder of `<org>/<name>/` repos.
-        port: default `VLLM_COURSE_HUB_PORT` (online without `root`: `VLLM_COURSE_MIRROR_PORT`). 0 picks
-            a free one: a private hub, never reused, that stops with this process; a fixed-port hub
-            outlives it until `stop()` or `hub stop`.
-        upstream: URL of a hub to mirror (pull-through cache).
-        host: default `VLLM_COURSE_HUB_HOST`, 127.0.0.1 (only this machine can connect).
-        throttle_bps, cut_after_bytes: demo faults (see `HubConfig`).
-        timeout: seconds to wait for a new hub to answer.
-
-    Returns:
-        A `HubHandle`; `owned` tells whether this call started it.
-
-    Raises:
-        HubError: the root is missing, the port is taken (by something else or a hub serving another
-            root), or the hub did not come up (its log is quoted).
+    Without `root` (a folder of `<org>/<name>/` repos) the hub follows the profile (`VLLM_COURSE_PROFILE`, set
+    by `course.setup()`): offline it serves the built course models (`repos_dir()`); online it is a logging
+    mirror of `VLLM_COURSE_UPSTREAM` (the real Hub) that keeps its files in `mirror_dir()`. `port` defaults to
+    `VLLM_COURSE_HUB_PORT` (online without `root`: `VLLM_COURSE_MIRROR_PORT`); 0 picks a free one: a private
+    hub, never reused, that stops with this process (a fixed-port hub outlives it until `stop()` or `hub stop`).
+    `host` defaults to `VLLM_COURSE_HUB_HOST`, 127.0.0.1 (only this machine can connect); `throttle_bps` and
+    `cut_after_bytes` are demo faults (`HubConfig`); `timeout` is how long a new hub may take to answer.
+    HubError: the root is missing, the port is taken (by something else or a hub serving another root), or
+    the hub did not come up (its log is quoted).
     """
     mirror = root is None and config.profile() == "online"
     if mirror:  # a mirror starts empty: its folder is created on first use
@@ -126,18 +111,43 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
         upstream = upstream or config.UPSTREAM
     elif upstream is not None and root is not None:  # a mirror starts empty: its root need not exist yet
         root = create_root(root)
-    root_path = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
+    root = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
     host = host or config.HUB_HOST
     port = (config.MIRROR_PORT if mirror else config.HUB_PORT) if port is None else int(port)
-    reused = _reuse(host, port, root_path, upstream) if port else None
-    return reused or _spawn(root_path, host, port, upstream, throttle_bps, cut_after_bytes, timeout)
+    if port and (reused := _reuse(host, port, root, upstream)):
+        return reused
+    (folder := state_dir()).mkdir(parents=True, exist_ok=True)  # spawn `python -m vllm_course hub serve`
+    tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
+    ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
+    ready.unlink(missing_ok=True)
+    options = {"--root": root, "--host": host, "--port": port, "--ready-file": ready, "--upstream": upstream or None,
+               "--throttle-bps": throttle_bps or None, "--cut-after-bytes": cut_after_bytes}
+    args = [sys.executable, *_SERVE, *(str(x) for k, v in options.items() if v is not None for x in (k, v))]
+    args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
+    with open(log_file, "ab") as log:
+        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 env=env, start_new_session=True)
+    _CHILDREN[child.pid] = child
+    deadline = time.monotonic() + timeout
+    _wait_for(ready.exists, child, deadline, f"did not start (root {root}, port {port})", log_file)
+    port = int(read_json(ready)["port"])
+    ready.unlink(missing_ok=True)
+    url = f"http://{host}:{port}"
+    _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
+              f"on {url} did not answer its health check", log_file)
+    if tag == str(port):
+        write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
+                                                   "root": str(root), "upstream": upstream, "log": str(log_file),
+                                                   "started": time.time()})
+    return HubHandle(url, port, root, upstream, child.pid, True, log_file)
 
 
 def stop(port: int | None = None, timeout: float = 10.0) -> bool:
     """Stop the hub recorded for `port` (default: the profile's); False if none was recorded or running."""
     port = config.hub_port() if port is None else int(port)
-    state = _read_state(port)
-    if state is None:
+    if (state := _read_state(port)) is None:
         return False
     running = is_running(state["url"])
     _terminate(port, state.get("pid"), state["url"], timeout)
@@ -152,10 +162,7 @@ def status() -> list[dict[str, Any]]:
 
 def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats:
     """The request counters of a running hub (default: the profile's); `reset` zeroes them after reading.
-
-    Raises:
-        HubUnreachableError: no hub answers there.
-    """
+    HubUnreachableError if no hub answers there."""
     url = _url(config.hub_port() if url_or_port is None else url_or_port)
     return HubStats.from_dict(_get_json(f"{url}/_course/stats" + ("?reset=1" if reset else ""), 10.0))
 
@@ -201,12 +208,10 @@ def use_hub(hub: HubHandle | str) -> EndpointActivation:
 
 
 def _patch_hf_endpoint(url: str) -> None:
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
+    if (constants := sys.modules.get("huggingface_hub.constants")) is not None:
         constants.ENDPOINT = url
-        constants.HUGGINGFACE_CO_URL_TEMPLATE = url + "/{repo_id}/resolve/{revision}/{filename}"
-    hf_api = sys.modules.get("huggingface_hub.hf_api")
-    if hf_api is not None and hasattr(hf_api, "api"):
+        constants.HUGGINGFACE_CO_URL_TEMPLATE = url + "/{repo_id}/resolve/{revision}/{filename}"  # hf_hub_download
+    if (hf_api := sys.modules.get("huggingface_hub.hf_api")) is not None and hasattr(hf_api, "api"):
         hf_api.api.endpoint = url
 
 
@@ -220,10 +225,9 @@ def check_endpoint(url: str | None = None, timeout: float = 2.0) -> None:
     try:
         httpx.get(f"{url.rstrip('/')}/_course/health", timeout=timeout, trust_env=False)
     except httpx.HTTPError as exc:
-        raise HubUnreachableError(
-            f"HF_ENDPOINT={url} does not answer. Start the course hub (`python -m vllm_course hub start`), "
-            "or set HF_HUB_OFFLINE=1 before importing vllm/huggingface_hub to load from the cache."
-        ) from exc
+        raise HubUnreachableError(f"HF_ENDPOINT={url} does not answer. Start the course hub (`python -m vllm_course "
+                                  "hub start`), or set HF_HUB_OFFLINE=1 before importing vllm/huggingface_hub to load "
+                                  "from the cache.") from exc
 
 
 def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle | None:
@@ -239,45 +243,11 @@ def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle 
                                "(VLLM_COURSE_MIRROR_PORT for the online profile's hub).")
         return None
     if Path(health.get("root", "")) != root or (health.get("upstream") or None) != (upstream or None):
-        raise HubError(
-            f"A course hub already runs on port {port} serving {health.get('root')} "
-            f"(upstream {health.get('upstream')}), not {root} (upstream {upstream}). Stop it first "
-            f"(`python -m vllm_course hub stop --port {port}`) or pass another port."
-        )
+        raise HubError(f"A course hub already runs on port {port} serving {health.get('root')} (upstream "
+                       f"{health.get('upstream')}), not {root} (upstream {upstream}). Stop it first "
+                       f"(`python -m vllm_course hub stop --port {port}`) or pass another port.")
     log = (_read_state(port) or {}).get("log")
     return HubHandle(url, port, root, upstream, health.get("pid"), False, Path(log) if log else None)
-
-
-def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps: int | None,
-           cut_after_bytes: int | None, timeout: float) -> HubHandle:
-    """Run `python -m vllm_course hub serve` in a new session; wait until it answers."""
-    folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
-    ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
-    ready.unlink(missing_ok=True)
-    options = {"--root": root, "--host": host, "--port": port, "--ready-file": ready, "--upstream": upstream or None,
-               "--throttle-bps": throttle_bps or None, "--cut-after-bytes": cut_after_bytes}
-    args = [sys.executable, *_SERVE, *(str(x) for k, v in options.items() if v is not None for x in (k, v))]
-    args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
-    package_parent = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
-    with open(log_file, "ab") as log:
-        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True)
-    _CHILDREN[child.pid] = child
-    deadline = time.monotonic() + timeout
-    _wait_for(ready.exists, child, deadline, f"did not start (root {root}, port {port})", log_file)
-    port = int(read_json(ready)["port"])
-    ready.unlink(missing_ok=True)
-    url = f"http://{host}:{port}"
-    _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
-              f"on {url} did not answer its health check", log_file)
-    if tag == str(port):
-        write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
-                                                   "root": str(root), "upstream": upstream, "log": str(log_file),
-                                                   "started": time.time()})
-    return HubHandle(url, port, root, upstream, child.pid, True, log_file)
 
 
 def _wait_for(ready: Callable[[], bool], child: subprocess.Popen[bytes], deadline: float, what: str,
@@ -328,8 +298,7 @@ def _terminate(port: int, pid: int | None, url: str, timeout: float) -> None:
             os.kill(real_pid, signal.SIGKILL)
             if child is not None:
                 child.wait(5)
-    state = _read_state(port)
-    if state is not None and (pid is None or state.get("pid") == pid):
+    if (state := _read_state(port)) is not None and (pid is None or state.get("pid") == pid):
         (state_dir() / f"{port}.json").unlink(missing_ok=True)
 
 

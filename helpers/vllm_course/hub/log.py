@@ -58,14 +58,8 @@ def _total(name: str) -> property:
 
 @dataclass(frozen=True)
 class HubStats:
-    """A snapshot of the request log: requests per repo (`metadata`), per file (`files`), and the
-    last 500 requests, oldest first (`recent`).
-
-    Example:
-        >>> stats = hub.stats().for_repo("course/SmolLM2-135M-Instruct")   # doctest: +SKIP
-        >>> stats.full_downloads, stats.ranged_reads                       # doctest: +SKIP
-        (0, 2)
-    """
+    """A snapshot of the request log: requests per repo (`metadata`), per file (`files`), and the last 500
+    requests, oldest first (`recent`); e.g. `hub.stats().for_repo("course/SmolLM2-135M-Instruct").ranged_reads`."""
 
     requests: int = 0
     errors: int = 0
@@ -185,8 +179,7 @@ class LoggedApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/_course/"):
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
         seen = {"status": 0, "bytes": 0}
 
         async def counting_send(message: Message) -> None:

@@ -93,8 +93,7 @@ class Mirror:
         """Fetch the manifest, or join the fetch already under way: a class's first requests, all at
         once, cost the upstream one listing (each their own made a cold upstream time out: 502s)."""
         key = (repo_id, revision)
-        task = self._listing.get(key)
-        if task is None:
+        if (task := self._listing.get(key)) is None:
             task = asyncio.ensure_future(anyio.to_thread.run_sync(self._fetch_manifest, repo_id, revision))
             self._listing[key] = task
             # forget it once done; read its exception, which every waiter may have stopped awaiting
@@ -102,7 +101,6 @@ class Mirror:
         return await asyncio.shield(task)  # a client hanging up does not cancel the others' fetch
 
     def _fetch_manifest(self, repo_id: str, revision: str) -> dict[str, Any]:
-        """Ask the upstream for a repo's sha and recursive file listing; cache them under the root."""
         with httpx.Client(base_url=self.upstream or "", timeout=self.timeout, follow_redirects=True,
                           trust_env=self._trust_env) as client:
             info = _get(client, f"/api/models/{repo_id}/revision/{quote(revision, safe='')}").json()
@@ -130,23 +128,20 @@ class Mirror:
         return self.store.file_path(view.repo_id, entry.path)
 
     def _has(self, view: RepoView, entry: Entry) -> bool:
-        """Whether the root already holds this entry's bytes (size and hash match)."""
         try:
             return _matches(self.store.file_path(view.repo_id, entry.path), entry)
         except (RepoNotFound, EntryNotFound):
             return False
 
     def _fetch_file(self, view: RepoView, entry: Entry) -> None:
-        """Download one file from the upstream into the root, atomically, after checking its hash."""
         folder = self.store.root / view.repo_id
         tmp_dir = folder / ".mirror" / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         url = f"{self.upstream}/{view.repo_id}/resolve/{view.sha}/{quote(entry.path)}"
         fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out, httpx.stream(
-                "GET", url, timeout=self.timeout, follow_redirects=True, trust_env=self._trust_env
-            ) as r:
+            with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True,
+                                                          trust_env=self._trust_env) as r:
                 _raise_for_upstream(r, view.repo_id)
                 for chunk in r.iter_bytes(1024 * 1024):
                     out.write(chunk)
@@ -180,7 +175,6 @@ def _get(client: httpx.Client, url: str) -> httpx.Response:
 
 
 def _raise_for_upstream(response: httpx.Response, what: str) -> None:
-    """Turn the upstream's error answers into the hub's own lookup errors (by X-Error-Code)."""
     if response.status_code >= 400:
         code = response.headers.get("X-Error-Code", "")
         errors = {"RevisionNotFound": RevisionNotFound, "EntryNotFound": EntryNotFound, "GatedRepo": GatedUpstream,

@@ -183,10 +183,8 @@ class RepoStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         path = Path(root).expanduser()
         if not path.is_dir():
-            raise HubError(
-                f"The course hub root {str(path)!r} does not exist or is not a folder. Build the course "
-                "models first (`python -m vllm_course models build`) or pass --root DIR."
-            )
+            raise HubError(f"The course hub root {str(path)!r} does not exist or is not a folder. Build the course "
+                           "models first (`python -m vllm_course models build`) or pass --root DIR.")
         self.root = path.resolve()
 
     def repo_dir(self, repo_id: str) -> Path:
@@ -205,9 +203,8 @@ class RepoStore:
 
     def _servable(self, real: Path) -> bool:
         """Whether a resolved path is inside the root with no hidden part (starlette's StaticFiles check)."""
-        if os.path.commonpath([self.root, real]) != str(self.root):
-            return False
-        return not any(part.startswith(".") for part in real.relative_to(self.root).parts)
+        return os.path.commonpath([self.root, real]) == str(self.root) and \
+            not any(part.startswith(".") for part in real.relative_to(self.root).parts)
 
     def repo_ids(self) -> list[str]:
         """Every valid `org/name` repo folder under the root, sorted."""

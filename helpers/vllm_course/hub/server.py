@@ -9,11 +9,9 @@ vLLM 0.32 use it, served from a folder. Repos are `org/name`; revisions `main` o
     GET       /api/whoami-v2                                 `hf auth login`: 200 for a token a .gated file lists
     GET       /_course/health, /_course/stats[?reset=1]      liveness; the request counters
 
-Only GET and HEAD (405 otherwise). Errors are JSON with the `X-Error-Code` huggingface_hub maps to
-its own errors: RepoNotFound, RevisionNotFound, EntryNotFound (404), GatedRepo (401/403). File bodies
-are starlette's `FileResponse` (HEAD, Range 206, 416, If-Range); `FaultyFile` only wraps its `send`
-to fake a slow network (`throttle_bps`) or a dropped connection (`cut_after_bytes`; huggingface_hub
-then resumes with `Range: bytes=N-`).
+Only GET and HEAD (405 otherwise). Errors are JSON with the `X-Error-Code` huggingface_hub maps to its own
+errors (`ERRORS`, GatedRepo 401/403). File bodies are starlette's `FileResponse` (HEAD, Range 206, 416, If-Range),
+which `FaultyFile` can slow down or cut (huggingface_hub then resumes with `Range: bytes=N-`).
 """
 
 from __future__ import annotations
@@ -146,14 +144,11 @@ class HubApp:
         info: dict[str, Any] = {
             "_id": view.sha[:24], "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0],
             "sha": view.sha, "lastModified": when, "createdAt": when, "private": False,
-            "gated": "manual" if view.gated else False, "disabled": False, "downloads": 0, "likes": 0,
-            "tags": [], "siblings": [_sibling(e, blobs) for e in view.entries],
-            "usedStorage": sum(e.size for e in view.entries),
-        }
+            "gated": "manual" if view.gated else False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
+            "siblings": [_sibling(e, blobs) for e in view.entries], "usedStorage": sum(e.size for e in view.entries)}
         return JSONResponse(info | await anyio.to_thread.run_sync(self._config_summary, view))
 
     def _config_summary(self, view: RepoView) -> dict[str, Any]:
-        """`config` and `library_name` from the repo's config.json, as the Hub shows them."""
         try:
             config = json.loads(self.store.file_path(view.repo_id, "config.json").read_text(encoding="utf-8"))
         except (LookupError, OSError, ValueError):
@@ -207,7 +202,6 @@ class HubApp:
 
 
 def _raw_segments(scope: Scope) -> list[str] | None:
-    """The request path split on `/` *before* decoding, each part decoded; None if any part is unsafe."""
     text = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
     try:
         parts = [unquote(p, encoding="utf-8", errors="strict") for p in text.split("/")]
@@ -290,10 +284,8 @@ class FaultyFile(FileResponse):
 
 def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | None = None) -> None:
     """Run the hub in the foreground until Ctrl-C or SIGTERM (HubError: no root; OSError: port taken).
-
-    `ready_file` gets `{"port": ..., "pid": ...}` once the socket listens; with `parent_pid` the hub
-    stops once that process is gone (a kernel's private hub).
-    """
+    `ready_file` gets `{"port": ..., "pid": ...}` once the socket listens; with `parent_pid` the hub stops once
+    that process is gone (a kernel's private hub)."""
     import uvicorn
 
     app = HubApp(config).asgi()
@@ -307,12 +299,9 @@ def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | N
     if ready_file is not None:
         write_json(ready_file, {"port": port, "pid": os.getpid()})
     if parent_pid is not None:
-        threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
+        def exit_with_parent() -> None:  # SIGTERM (uvicorn's graceful stop) once parent_pid is not our parent
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=exit_with_parent, daemon=True).start()
     server.run(sockets=[sock])
-
-
-def _exit_with(parent_pid: int) -> None:
-    """SIGTERM this process (uvicorn's graceful stop) once `parent_pid` is no longer its parent."""
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
