@@ -1,24 +1,5 @@
-"""The Hugging Face cache, on top of huggingface_hub's own scanner and delete strategy.
-
-Lessons read the cache with `scan_cache_dir()` and write their cleaning policies as comprehensions
-over it; this module adds only what the library lacks: `table()` prints a scan with ages in days, the
-same on every run; `safe_delete_revisions()` is the library's `DeleteCacheStrategy` minus any path
-outside the cache; `check_free_space()` runs before a download, `verify()` (offline checksums) after it.
-
-Example:
-    >>> from huggingface_hub import scan_cache_dir                      # doctest: +SKIP
-    >>> from vllm_course import cache
-    >>> info = scan_cache_dir()
-    >>> print(cache.table(info))
-    repo         revision  refs  files    size  accessed   modified
-    course/tiny  d1088f51  main      5  3.5 MB  0.0 d ago  0.0 d ago
-    course/tiny  ea101223  -         5  3.5 MB  0.0 d ago  0.0 d ago
-    1 repo(s), 2 revision(s), 3.5 MB on disk in /root/.cache/huggingface/hub
-    >>> detached = [rev for repo in info.repos for rev in repo.revisions if not rev.refs]
-    >>> strategy = cache.safe_delete_revisions(info, *detached)         # a dry run until .execute()
-    >>> strategy.expected_freed_size_str
-    '216.0'
-"""
+"""The Hugging Face cache: what huggingface_hub's scanner and delete strategy lack. `table()` (ages in days),
+`safe_delete_revisions()` (nothing outside the cache), `check_free_space()` before a download, `verify()` after."""
 
 from __future__ import annotations
 
@@ -56,7 +37,6 @@ def format_bytes(num: float) -> str:
 def hub_cache(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """`cache_dir`, or else the HF_HUB_CACHE this process's huggingface_hub read at its import."""
     from huggingface_hub import constants
-
     return Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
 
 
@@ -67,11 +47,7 @@ def revisions(info: HFCacheInfo) -> list[tuple[CachedRepoInfo, CachedRevisionInf
 
 
 def table(info: HFCacheInfo, by: str = "revision") -> str:
-    """Given a `scan_cache_dir()` result, return a text table: a row per revision (`by="revision"`) or repo.
-
-    Ages are in days ("0.0 d ago"), not `hf cache ls`'s "a few seconds ago", so a lesson prints the
-    same table every run. `accessed` of a revision is the newest access time of its own blobs.
-    """
+    """Given a scan, return a text table: a row per revision (`by="revision"`) or repo, ages in days."""
     now = time.time()
     if by == "repo":
         rows = [["repo", "revisions", "files", "size", "accessed", "refs"]]
@@ -95,26 +71,29 @@ def table(info: HFCacheInfo, by: str = "revision") -> str:
     return "\n".join([text_table(rows, right=right), footer, *(f"warning: {w}" for w in info.warnings)])
 
 
-
 def safe_delete_revisions(info: HFCacheInfo,
                           *targets: CachedRevisionInfo | str | os.PathLike[str]) -> DeleteCacheStrategy:
     """Given a scan and revisions, return `info.delete_revisions()`'s strategy minus every path outside the cache.
 
-    The library takes a snapshot symlink's target as the file's blob, so it would `os.remove()` a file
-    outside the cache that a snapshot links to (lesson 03 shows it). Such a blob is dropped here, and its
-    bytes from `expected_freed_size`. Nothing is deleted until `.execute()`; no target gives an empty plan.
-
-    Args:
-        info: a `scan_cache_dir()` result; nothing outside its `cache_dir` is deleted.
-        *targets: `CachedRevisionInfo`s of `info`, full commit hashes, or a repo or `snapshots/<hash>` folder.
-
-    Raises:
-        CacheSafetyError: a folder outside the cache (or the cache itself), or a planned path outside it.
-        CacheTargetError: a target that names no cached revision, or one hash in two repos.
-    """
+    `targets`: revisions of `info`, full commit hashes, or a repo or `snapshots/<hash>` folder. The library would
+    `os.remove()` a file outside the cache that a snapshot links to (lesson 03)."""
     root = Path(info.cache_dir or ".").resolve()
-    chosen = {(repo.repo_path, rev.commit_hash): (repo, rev)
-              for target in targets for repo, rev in _named(info, target, root)}
+    pairs, chosen = [(repo, rev) for repo in info.repos for rev in repo.revisions], {}
+    for target in targets:
+        if isinstance(target, os.PathLike) or (isinstance(target, str) and os.sep in target):
+            path = _unfollowed(Path(target).expanduser())
+            if path == root:
+                raise CacheSafetyError(f"Refusing to delete the whole cache folder {root}: name its revisions instead.")
+            if not _inside(path, root):
+                raise CacheSafetyError(f"{target} is outside the Hugging Face cache {root}: this helper only deletes "
+                                       "inside it; remove other folders yourself.")
+            found = [(repo, rev) for repo, rev in pairs if path in (repo.repo_path, rev.snapshot_path)]
+        else:
+            found = [(repo, rev) for repo, rev in pairs if target in (rev, rev.commit_hash)]
+        if not found:
+            raise CacheTargetError(f"{str(getattr(target, 'commit_hash', target))!r} names no cached revision in "
+                                   f"{root}: see cache.table(scan_cache_dir()) or `hf cache ls --revisions`.")
+        chosen.update({(repo.repo_path, rev.commit_hash): (repo, rev) for repo, rev in found})
     hashes = {rev.commit_hash for _, rev in chosen.values()}
     if len(hashes) < len(chosen):
         raise CacheTargetError("One commit hash is cached in several repos (a cache filled by an older course hub) and "
@@ -132,7 +111,6 @@ def safe_delete_revisions(info: HFCacheInfo,
     kept = sum(size for path, size in unlinked.items() if not _inside(Path(os.path.realpath(path)), root))
     return replace(strategy, blobs=frozenset(p for p in strategy.blobs if _inside(_unfollowed(p), root)),
                    expected_freed_size=max(strategy.expected_freed_size - kept, 0))
-
 
 
 @dataclass(frozen=True)
@@ -168,21 +146,9 @@ class SpaceCheck:
 def check_free_space(repo_id: str, *, revision: str | None = None, allow_patterns: list[str] | str | None = None,
                      ignore_patterns: list[str] | str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                      keep_free_bytes: int = 0, api: HfApi | None = None, raise_error: bool = True) -> SpaceCheck:
-    """Check, before downloading, that a model repo fits in the free space of the cache's disk.
+    """Check, before downloading, that a model repo (minus its cached blobs) fits in the free space of the cache's disk.
 
-    huggingface_hub only warns, file by file, once a download has started; this compares the whole repo
-    (sizes from `model_info(files_metadata=True)`, minus the blobs already cached) with the disk first.
-
-    Args:
-        allow_patterns / ignore_patterns: the same filters you will give `snapshot_download`.
-        cache_dir / api: default this process's `HF_HUB_CACHE` (it may not exist yet) and `HfApi()`.
-        keep_free_bytes: space that must stay free after the download (a full disk breaks more than downloads).
-        raise_error: raise when it does not fit (else just return the check).
-
-    Raises:
-        InsufficientDiskSpaceError: it does not fit (and `raise_error`).
-        CacheTargetError: unknown repo or revision, or a negative `keep_free_bytes`.
-    """
+    huggingface_hub only warns, file by file, once a download has started."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.file_download import repo_folder_name
@@ -226,13 +192,7 @@ def check_free_space(repo_id: str, *, revision: str | None = None, allow_pattern
 
 def verify(repo_id: str, *, revision: str | None = None,
            cache_dir: str | os.PathLike[str] | None = None) -> FolderVerification:
-    """Hash each file of a cached revision and compare it with its blob's name, without the network.
-
-    A blob is named by its etag: the sha256 of an LFS file, the git blob id (sha1 of `blob <size>\\0<bytes>`)
-    of a small one. Online, `HfApi().verify_repo_checksums()` (`hf cache verify`) compares with the hub.
-    Returns huggingface_hub's `FolderVerification` (`checked_count`, `mismatches`; `extra_paths`: files
-    whose blob is not named by a hash). Raises CacheTargetError when the revision is not cached.
-    """
+    """Hash each file of a cached revision and compare it with its blob's name (sha256 or git blob id), offline."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
     from huggingface_hub.utils._verification import FolderVerification, Mismatch, compute_file_hash
@@ -263,26 +223,6 @@ def verify(repo_id: str, *, revision: str | None = None,
             bad.append(Mismatch(path=rel, expected=blob.name, actual=actual, algorithm=algorithm))
     return FolderVerification(revision=snapshot.name, checked_count=checked, mismatches=bad, missing_paths=[],
                               extra_paths=unnamed, verified_path=snapshot)
-
-
-def _named(info: HFCacheInfo, target: CachedRevisionInfo | str | os.PathLike[str],
-           root: Path) -> list[tuple[CachedRepoInfo, CachedRevisionInfo]]:
-    """The (repo, revision) pairs a target names; a folder outside the cache is refused."""
-    pairs = [(repo, rev) for repo in info.repos for rev in repo.revisions]
-    if isinstance(target, os.PathLike) or (isinstance(target, str) and os.sep in target):
-        path = _unfollowed(Path(target).expanduser())
-        if path == root:
-            raise CacheSafetyError(f"Refusing to delete the whole cache folder {root}: name its revisions instead.")
-        if not _inside(path, root):
-            raise CacheSafetyError(f"{target} is outside the Hugging Face cache {root}: this helper only deletes "
-                                   "inside it; remove other folders yourself.")
-        found = [(repo, rev) for repo, rev in pairs if path in (repo.repo_path, rev.snapshot_path)]
-    else:
-        found = [(repo, rev) for repo, rev in pairs if target in (rev, rev.commit_hash)]
-    if not found:
-        raise CacheTargetError(f"{str(getattr(target, 'commit_hash', target))!r} names no cached revision in {root}: "
-                               "see cache.table(scan_cache_dir()) or `hf cache ls --revisions`.")
-    return found
 
 
 def _unfollowed(path: Path) -> Path:

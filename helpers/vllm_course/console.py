@@ -1,10 +1,6 @@
 """Console plumbing: keep a library's output out of a notebook cell (and keep it), and print text tables.
 
-vLLM, torch and C++ extensions write to the console three ways: Python's `sys.stdout`/`sys.stderr`,
-logging handlers holding the stream object they were created with, and file descriptors 1 and 2
-(C++ warnings, subprocesses); in Jupyter, tqdm.auto also draws widgets. `captured()` covers all of
-them for one block and keeps the text; `discarded()` drops what reaches the descriptors.
-"""
+`captured()` covers `sys.stdout`/`sys.stderr`, logging handlers' own streams, fds 1 and 2 and Jupyter widgets."""
 
 from __future__ import annotations
 
@@ -32,10 +28,8 @@ class Captured:
 
 @contextlib.contextmanager
 def captured(skip_loggers: str = "") -> Iterator[Captured]:
-    """Keep fds 1 and 2 in a temporary file for the block; drop Python's streams and console log handlers.
-
-    Loggers whose name starts with `skip_loggers` keep their handlers (vLLM's, which the caller limits to errors).
-    """
+    """Keep fds 1 and 2 in a temporary file for the block; drop Python's streams and console log handlers
+    (but those of loggers whose name starts with `skip_loggers`)."""
     box = Captured()
     with tempfile.TemporaryFile(mode="w+b") as sink, open(os.devnull, "w") as null:
         try:
@@ -73,16 +67,12 @@ def _fds_to(fileno: int) -> Iterator[None]:
             os.close(copy)
 
 
-@contextlib.contextmanager
-def _displays_dropped() -> Iterator[None]:
+def _displays_dropped() -> contextlib.AbstractContextManager[Any]:
     """In a Jupyter kernel, drop rich displays for the block: tqdm.auto draws its bars as widgets."""
     if "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None:
-        yield
-        return
+        return contextlib.nullcontext()
     from IPython.utils.capture import capture_output
-
-    with capture_output(stdout=False, stderr=False, display=True):
-        yield
+    return capture_output(stdout=False, stderr=False, display=True)
 
 
 @contextlib.contextmanager

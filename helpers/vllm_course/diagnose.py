@@ -1,11 +1,5 @@
-"""Turn what goes wrong around a model load or download into one line of advice.
-
-`explain(exc, model=..., ...)` looks through an exception's chain (huggingface_hub, vLLM, the OS) and
-returns the course error (`vllm_course.errors`) whose message says what was wrong, where (model id,
-path, endpoint) and what to do, or None when there is nothing to add. `advise(exc)` reads those
-arguments from the traceback of the learner's call: the notebook handler (`cell_errors`) shows its
-message under the failed cell. tests/test_bad_inputs.py provokes each message for real.
-"""
+"""Turn what goes wrong around a model load or download into one line of advice: `explain(exc, model=...)`
+returns the course error that says what, where and what to do; `advise(exc)` reads the call from the traceback."""
 
 from __future__ import annotations
 
@@ -27,14 +21,11 @@ from .errors import (BadModelIdError, CacheNotWritableError, CorruptedWeightsErr
                      PartialSnapshotError, QuantizationMismatchError, WeightFormatError)
 from .machine import W4A16_OP, gpu_quantization_problem, quant_family, quant_support
 
-# Where a learner's call enters the libraries whose errors the course explains.
-_LIBRARIES = ("vllm", "huggingface_hub", "vllm_course")
-_QUANT_EXAMPLE = {"gptq": config.GPTQ_MODEL, "awq": config.AWQ_MODEL}  # for "load a ... checkpoint such as"
+_LIBRARIES = ("vllm", "huggingface_hub", "vllm_course")  # where a learner's call enters them
 
 
 def advise(exc: BaseException) -> CourseError | None:
-    """`explain(exc)` with what the failed call was asked for, read from the first vLLM / huggingface_hub /
-    vllm_course frame of its traceback that names a model (`model=`, `repo_id=`, or an `LLM`'s method)."""
+    """`explain(exc)` with what the call asked for, from the first library frame of its traceback naming a model."""
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         if str(frame.f_globals.get("__name__", "")).split(".")[0] in _LIBRARIES:
             if found := _frame_context(frame.f_locals):
@@ -44,12 +35,7 @@ def advise(exc: BaseException) -> CourseError | None:
 
 def explain(exc: BaseException, *, model: str | None = None, revision: str | None = None,
             load_format: str | None = None, quantization: str | None = None, dtype: Any = None) -> CourseError | None:
-    """Return the course error that explains `exc` (chain it: `raise explain(exc, ...) from exc`), or None.
-
-    The whole chain (`__cause__` / `__context__`) is read: transformers and vLLM wrap the huggingface_hub
-    error that says what really happened. The keywords are what the call was asked for: the message
-    names the repo, lists its files, quotes the argument.
-    """
+    """Return the course error that explains `exc`'s whole chain (`raise explain(exc, ...) from exc`), or None."""
     if isinstance(exc, (CourseError, KeyboardInterrupt, SystemExit)):
         return None
     from huggingface_hub import constants
@@ -79,15 +65,23 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
         asked = revision or (re.findall(r"/resolve/([^/\s]+)/", str(rev)) or ["?"])[0]
         return ModelRevisionError(revision_message(repo or _repo_from_url(rev), asked, endpoint))
     if (not_found := _first(chain, hf.RepositoryNotFoundError)) is not None:
-        name = repo or _repo_from_url(not_found)
-        return ModelNotFoundError(not_found_message(name, endpoint, _suggest(name)))
+        name, names = repo or _repo_from_url(not_found), []
+        if "/" in name:  # typo help: a repo of the same org whose name is close, if the hub says so quickly
+            from huggingface_hub import HfApi
+            with contextlib.suppress(Exception):
+                names = [m.id for m in HfApi().list_models(author=name.split("/")[0], limit=200)]
+        suggestion = next(iter(difflib.get_close_matches(name, names, n=1, cutoff=0.75)), None)
+        return ModelNotFoundError(not_found_message(name, endpoint, suggestion))
     if _first(chain, OSError, errnos=(errno.ENOSPC,)) is not None:
         return InsufficientDiskSpaceError(
             f"The disk of {cache} filled up while downloading {what} (No space left on device): free space "
             "(lesson 08's clean-up, or `hf cache prune`) or set HF_HUB_CACHE to a bigger disk before "
             "importing huggingface_hub, then download again.")
     denied = _first(chain, OSError, errnos=(errno.EROFS, errno.EACCES, errno.EPERM))
-    if denied is not None and _in_hf_home(denied):
+    target = os.path.abspath(str(getattr(denied, "filename", None) or ""))  # in (or above) HF_HOME / the cache?
+    roots = {os.path.abspath(constants.HF_HOME), os.path.abspath(cache)}
+    if denied is not None and denied.filename and any(target == r or target.startswith(r + os.sep)
+                                                      or r.startswith(target + os.sep) for r in roots):
         folder = next((p for p in (Path(cache), *Path(cache).parents) if p.is_dir()), Path(os.sep))
         return CacheNotWritableError(
             f"{folder} is not writable ({os.strerror(denied.errno)}), so {what} cannot be downloaded into the HF "
@@ -99,7 +93,10 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
             f"{repo or 'the model'} is only partly cached in {snap}: it lacks {_and(_missing_in(snap)) or 'files'}, "
             f"and HF_HUB_OFFLINE=1 forbids fetching them: run `hf download {repo or 'the model'}` while online, "
             "then load again.")
-    if (transport := _transport_error(chain)) is not None and not offline:
+    kinds = tuple(module.TransportError for name in ("httpx", "httpx2") if (module := sys.modules.get(name)))
+    transport = next((e for e in chain if isinstance(e, (*kinds, ConnectionError, TimeoutError))
+                      and not isinstance(e, CourseError)), None)
+    if transport is not None and not offline:
         fix = ("start the course hub (`python -m vllm_course hub start`)"
                if any(f"//{host}" in endpoint for host in ("127.0.0.1", "localhost", "[::1]"))
                else "check your network connection or proxy")
@@ -163,7 +160,7 @@ def gated_message(repo: str, endpoint: str, status: int | None) -> str:
 def quantization_message(asked: str, model: str, in_config: str | None) -> str:
     if in_config is None:
         family = quant_family(asked)
-        example = f" such as {_QUANT_EXAMPLE[family]}" if family in _QUANT_EXAMPLE else ""
+        example = {"gptq": f" such as {config.GPTQ_MODEL}", "awq": f" such as {config.AWQ_MODEL}"}.get(family, "")
         return (f"quantization={asked!r} contradicts {model}: its config.json has no quantization_config (an "
                 f"unquantized checkpoint): drop quantization= or load a {family or asked} checkpoint{example}.")
     return (f"quantization={asked!r} contradicts {model}: its config.json says quant_method={in_config!r}: drop "
@@ -258,8 +255,7 @@ def _missing_in(snapshot: Path) -> list[str]:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
+    seen, todo = [], [exc]
     while todo and len(seen) < 30:
         item = todo.pop(0)
         if item is not None and not any(item is s for s in seen):
@@ -270,12 +266,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def _first(chain: list[BaseException], *types: type[BaseException], errnos: tuple[int, ...] = ()) -> Any:
     return next((e for e in chain if isinstance(e, types) and (not errnos or e.errno in errnos)), None)
-
-
-def _transport_error(chain: list[BaseException]) -> BaseException | None:
-    kinds = tuple(module.TransportError for name in ("httpx", "httpx2") if (module := sys.modules.get(name)))
-    return next((e for e in chain if isinstance(e, (*kinds, ConnectionError, TimeoutError))
-                 and not isinstance(e, CourseError)), None)
 
 
 def _transport_reason(exc: BaseException) -> str:
@@ -292,28 +282,6 @@ def _transport_reason(exc: BaseException) -> str:
 def _repo_from_url(exc: BaseException) -> str:
     m = re.search(r"https?://[^/\s]+/(?:api/models/)?([\w.-]+/[\w.-]+)", str(exc))
     return m.group(1) if m else "the repo"
-
-
-def _suggest(repo: str) -> str | None:
-    """A repo of the same org on the hub whose name is close (typo help), if the hub says so quickly."""
-    from huggingface_hub import HfApi
-
-    if "/" not in repo:
-        return None
-    try:
-        names = [m.id for m in HfApi().list_models(author=repo.split("/")[0], limit=200)]
-    except Exception:  # noqa: BLE001 - a suggestion is optional
-        return None
-    return next(iter(difflib.get_close_matches(repo, names, n=1, cutoff=0.75)), None)
-
-
-def _in_hf_home(exc: OSError) -> bool:
-    from huggingface_hub import constants
-
-    target = os.path.abspath(str(exc.filename or ""))
-    roots = {os.path.abspath(constants.HF_HOME), os.path.abspath(constants.HF_HUB_CACHE)}
-    return bool(exc.filename) and any(target == r or target.startswith(r + os.sep) or r.startswith(target + os.sep)
-                                      for r in roots)
 
 
 def _and(items: list[str]) -> str:

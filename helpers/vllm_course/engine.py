@@ -36,12 +36,9 @@ _CHECKPOINT_RE = re.compile(r"Checkpoint size: ([\d.]+) GiB")
 _CPU_WEIGHTS_RE = re.compile(r"Loading weights took ([\d.]+) seconds")
 _GPU_WEIGHTS_RE = re.compile(r"Model loading took ([\d.]+) GiB memory and ([\d.]+) seconds")
 # The log lines the lessons teach (LoadReport.highlights).
-_TEACHING_RE = re.compile(
-    r"HF_HUB_OFFLINE is True, replace|Resolved architecture|Starting to load model|"
-    r"Time spent downloading weights|Checkpoint size|Loading weights took|Model loading took|"
-    r"quantization|(?:Selected|Using) \w*Kernel\w* for",
-    re.IGNORECASE,
-)
+_TEACHING_RE = re.compile(r"HF_HUB_OFFLINE is True, replace|Resolved architecture|Starting to load model|"
+                          r"Time spent downloading weights|Checkpoint size|Loading weights took|Model loading took|"
+                          r"quantization|(?:Selected|Using) \w*Kernel\w* for", re.IGNORECASE)
 
 
 def prepare_environment() -> None:
@@ -112,8 +109,7 @@ _LOG_LINES: list[str] = []  # every vLLM log message of this process, in order
 
 
 class LogBuffer(logging.Handler):
-    """Keeps vLLM's log messages for `load_report` (the logging config names it; vLLM re-applies that
-    config when an engine starts, so every instance appends to the same module-level list)."""
+    """Keeps vLLM's log messages for `load_report`; every instance (vLLM re-applies the config) shares one list."""
 
     def emit(self, record: logging.LogRecord) -> None:
         _LOG_LINES.append(record.getMessage())
@@ -140,14 +136,10 @@ class _ReportBox:
 def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_ReportBox]:
     """Time the `LLM(...)` call in the block and parse vLLM's load log into a box that acts as a `LoadReport`.
 
-    `model` is the name to print (default: read from vLLM's log); `quiet` keeps vLLM's console output
-    (INFO lines, C++ warnings, progress bars) out of the cell, in `report.log`.
-    """
-    box = _ReportBox()
+    `model`: the name to print (default: from vLLM's log); `quiet` keeps vLLM's console output in `report.log`."""
+    box, error = _ReportBox(), None
     _import_vllm()
-    first = len(_LOG_LINES)
-    start = time.perf_counter()
-    error: BaseException | None = None
+    first, start = len(_LOG_LINES), time.perf_counter()
     if quiet:  # vLLM's console log limited to errors; everything else written to the console kept aside
         for handler in logging.getLogger(_VLLM_LOGGER).handlers:
             if not isinstance(handler, LogBuffer):
@@ -161,17 +153,31 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
     seconds = time.perf_counter() - start
     lines = tuple(_LOG_LINES[first:]) + tuple(captured.text.splitlines())
     name = next((m.group(1) for line in lines if (m := re.search(r"model='([^']+)'", line))), "model")
-    box.report = _parse(model or name, seconds, lines)
+    text = "\n".join(lines)
+    checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
+    weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
+    import torch  # vLLM has imported it already
+
+    gpu_bytes = int(torch.cuda.memory_allocated()) if has_gpu() else None
+    box.report = LoadReport(model or name, seconds, "cpu" if gpu_bytes is None else "cuda",
+                            checkpoint_gib=checkpoint and float(checkpoint.group(1)),
+                            weights_seconds=weights_seconds and float(weights_seconds),
+                            gpu_weights_gib=gpu_weights and float(gpu_weights.group(1)),
+                            rss_bytes=rss_bytes(), gpu_bytes=gpu_bytes, log=lines)
     if isinstance(error, KeyboardInterrupt):
-        _release_interrupted(error)  # a half-built engine must not pin memory
+        # Jupyter keeps the traceback, whose frames hold the half-built engine (~1.7 GiB): free it, say so
+        traceback.clear_frames(error.__traceback__)
+        _free_memory()
+        note = "vllm_course: the interrupted load was released; the next load starts clean."
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
     if error is not None:
         raise error
 
 
 def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, LoadReport]:
-    """Construct `LLM(model=model, **machine_kwargs(**llm_kwargs))`; return it and its LoadReport, which
-    also names the weight files vLLM read and the checkpoint's quantization. On failure, raise the course
-    error that explains it (`diagnose.explain`), else what vLLM raised."""
+    """Construct `LLM(model=model, **machine_kwargs(**llm_kwargs))`; return it and its LoadReport (with weight
+    files and quantization). On failure, raise the course error that explains it, else what vLLM raised."""
     kwargs = machine_kwargs(**llm_kwargs)
     try:
         with load_report(model, quiet=quiet) as report:
@@ -203,7 +209,6 @@ def release(llm: Any) -> None:
 def rss_bytes() -> int:
     """Resident memory of this process, in bytes."""
     import psutil
-
     return int(psutil.Process().memory_info().rss)
 
 def _free_memory() -> None:
@@ -216,19 +221,8 @@ def _free_memory() -> None:
     gc.collect()
 
 
-def _release_interrupted(exc: BaseException) -> None:
-    """Free what an `LLM(...)` stopped by Ctrl-C left behind (Jupyter keeps the traceback, whose frames
-    hold the half-built engine: ~1.7 GiB), and say so on the exception."""
-    traceback.clear_frames(exc.__traceback__)
-    _free_memory()
-    note = "vllm_course: the interrupted load was released; the next load starts clean."
-    if note not in getattr(exc, "__notes__", ()):
-        exc.add_note(note)
-
-
 def _write_logging_config() -> Path:
-    """Write the logging config vLLM applies: the console shows errors only (`VLLM_COURSE_VERBOSE=1`:
-    everything), LogBuffer keeps all."""
+    """Write vLLM's logging config: console errors only (`VLLM_COURSE_VERBOSE=1`: all), LogBuffer keeps all."""
     console_level = "INFO" if os.environ.get("VLLM_COURSE_VERBOSE", "0") == "1" else "ERROR"
     settings = {"version": 1, "disable_existing_loggers": False,
                 "formatters": {"plain": {"format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s",
@@ -256,20 +250,6 @@ def _import_vllm() -> None:
     from vllm.logger import configure_logging_if_needed
 
     configure_logging_if_needed(LoggingConfig())
-
-
-def _parse(model: str, seconds: float, lines: tuple[str, ...]) -> LoadReport:
-    text = "\n".join(lines)
-    checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
-    weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
-    import torch  # vLLM has imported it already
-
-    gpu_bytes = int(torch.cuda.memory_allocated()) if has_gpu() else None
-    return LoadReport(model, seconds, "cpu" if gpu_bytes is None else "cuda",
-                      checkpoint_gib=checkpoint and float(checkpoint.group(1)),
-                      weights_seconds=weights_seconds and float(weights_seconds),
-                      gpu_weights_gib=gpu_weights and float(gpu_weights.group(1)),
-                      rss_bytes=rss_bytes(), gpu_bytes=gpu_bytes, log=lines)
 
 
 prepare_environment()

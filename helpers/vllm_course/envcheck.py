@@ -1,9 +1,4 @@
-"""Is this machine ready for the course? Versions, device, profile, hub and built models.
-
-The start-here notebook prints the table; `python -m vllm_course env check` prints the same one.
-Every row is read from the machine (package metadata, the GPU probe, the hub's answer, the model
-folders), never from what the course expects.
-"""
+"""Is this machine ready for the course? Versions, device, profile, hub and built models, read from the machine."""
 
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ REQUIRED_MODELS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL)
 
 @dataclass(frozen=True)
 class Check:
-    """One row of the table: what was checked, whether it is as the course needs, what was found, and
-    the next step if not. Optional rows (only some lessons need them) never make the report fail."""
+    """One row of the table (with the next step if not ok); optional rows never make the report fail."""
 
     name: str
     ok: bool
@@ -65,9 +59,8 @@ class EnvReport:
 
     def get(self, name: str) -> Check:
         """Given a check's name, return it (EnvCheckError listing the names if there is none)."""
-        for check in self.checks:
-            if check.name == name:
-                return check
+        if (check := next((c for c in self.checks if c.name == name), None)) is not None:
+            return check
         raise EnvCheckError(f"no check named {name!r}: use one of {', '.join(c.name for c in self.checks)}.")
 
     def __str__(self) -> str:
@@ -77,9 +70,7 @@ class EnvReport:
 def check_environment(profile: str | None = None, *, endpoint: str | None = None, timeout: float = 3.0) -> EnvReport:
     """Check versions, device, profile, hub and course models; return the table (`report.ok`: ready).
 
-    `profile` defaults to $VLLM_COURSE_PROFILE, else "offline" (EnvCheckError if unknown); `endpoint`, the
-    hub to ask (`timeout` seconds), to $HF_ENDPOINT, else the course hub's or the Hub's URL.
-    """
+    `profile` defaults to $VLLM_COURSE_PROFILE, else "offline"; `endpoint` to $HF_ENDPOINT, else the profile's hub."""
     profile = _profile(profile)
     device = device_check()
     checks = [vllm_check(device_is_gpu=device.found.startswith("cuda"))]
@@ -133,8 +124,7 @@ def device_check() -> Check:
 
 
 def quant_checks() -> list[Check]:
-    """Which quantized formats vLLM can run here, and why (optional rows: without 4-bit kernels the
-    course runs on the W8A8 model)."""
+    """Which quantized formats vLLM can run here, and why (optional rows: else the course uses W8A8)."""
     try:
         support = quant_support()
     except Exception as exc:  # noqa: BLE001 - vLLM missing or broken: the vllm row already says so

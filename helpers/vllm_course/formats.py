@@ -1,9 +1,5 @@
-"""What a model folder holds: its weight files by format, what a `load_format` picks, safetensors headers.
-
-The patterns mirror vLLM 0.32's DefaultModelLoader (`_prepare_weights`): `auto`/`hf` tries
-`*.safetensors`, then `*.bin`, then `*.pt`, and stops at the first that matches; `safetensors` takes
-only `*.safetensors`, `pt` only `*.pt`, `npcache` only `*.bin`.
-"""
+"""What a model folder holds: weight files by format, what a `load_format` picks (as vLLM 0.32's
+DefaultModelLoader: `auto`/`hf` stop at the first pattern that matches), safetensors headers."""
 
 from __future__ import annotations
 
@@ -17,13 +13,10 @@ from pathlib import Path
 
 from .errors import LocalModelError, WeightFormatError
 
-LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {
-    "auto": ("*.safetensors", "*.bin", "*.pt"),
-    "hf": ("*.safetensors", "*.bin", "*.pt"),
-    "safetensors": ("*.safetensors",),
-    "pt": ("*.pt",),
-    "npcache": ("*.bin",),
-}
+LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {"auto": ("*.safetensors", "*.bin", "*.pt"),
+                                                     "hf": ("*.safetensors", "*.bin", "*.pt"),
+                                                     "safetensors": ("*.safetensors",), "pt": ("*.pt",),
+                                                     "npcache": ("*.bin",)}
 WEIGHT_SUFFIXES = {".safetensors": "safetensors", ".bin": "bin", ".pt": "pt", ".gguf": "gguf"}
 # Weight files of other frameworks, which no load_format reads (named in messages all the same).
 OTHER_WEIGHT_SUFFIXES = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", ".tflite")
@@ -112,8 +105,7 @@ def require_complete(path: str | Path) -> Path:
 
 
 def model_folder(model: str, revision: str | None = None) -> Path | None:
-    """The folder a load of `model` reads: the folder itself, or the repo's cached snapshot (found by its
-    config.json, as huggingface_hub finds it offline); None when neither exists."""
+    """The folder a load of `model` reads: the folder itself, or the repo's cached snapshot (None: neither)."""
     if Path(model).is_dir():
         return Path(model)
     from huggingface_hub import try_to_load_from_cache
@@ -173,17 +165,7 @@ class SafetensorsHeader:
 
 
 def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
-    """Read a .safetensors file's header (8-byte length + JSON), as vLLM and (over HTTP)
-    `huggingface_hub.get_safetensors_metadata` do: no tensor data is read.
-
-    Raises:
-        LocalModelError: the file does not exist.
-        WeightFormatError: the file is not a safetensors file (bad length prefix or header).
-
-    Example:
-        >>> read_safetensors_header(base_dir / "model.safetensors").tensors[-1]
-        TensorEntry(name='model.norm.weight', dtype='BF16', shape=(576,), start=269028864, end=269030016)
-    """
+    """Read a .safetensors file's header (8-byte length + JSON) without its tensor data, as vLLM does."""
     file = Path(path)
     if not file.is_file():
         raise LocalModelError(f"{file} is not a file: pass the path of a .safetensors file inside a model folder.")
@@ -192,10 +174,9 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
         prefix = handle.read(8)
         length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
         if not 2 <= length <= min(size - 8, _SAFETENSORS_MAX_HEADER):
-            raise WeightFormatError(
-                f"{file} is not a safetensors file: its first 8 bytes give a header length of {length} "
-                f"for a {size}-byte file. Check the format with formats.inspect_folder; .bin/.pt files are pickles."
-            )
+            raise WeightFormatError(f"{file} is not a safetensors file: its first 8 bytes give a header length of "
+                                    f"{length} for a {size}-byte file. Check the format with formats.inspect_folder; "
+                                    ".bin/.pt files are pickles.")
         raw = handle.read(length)
     try:
         header = json.loads(raw)
@@ -205,10 +186,8 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
         raise WeightFormatError(f"{file} is not a safetensors file: its header is a {type(header).__name__}, not a JSON object.")
     metadata = header.pop("__metadata__", None) or {}
     try:
-        tensors = tuple(sorted(
-            (TensorEntry(name, info["dtype"], tuple(info["shape"]), *info["data_offsets"]) for name, info in header.items()),
-            key=lambda t: (t.start, t.name),
-        ))
+        tensors = tuple(sorted((TensorEntry(name, info["dtype"], tuple(info["shape"]), *info["data_offsets"])
+                                for name, info in header.items()), key=lambda t: (t.start, t.name)))
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightFormatError(f"{file} has a malformed safetensors header entry ({exc!r}): re-save the weights.") from exc
     return SafetensorsHeader(file, length, size, dict(metadata), tensors)
