@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -117,8 +118,8 @@ class TestGradingChecks:
 
         probe = grading.write_probe(tmp_path)
         seen = []
-        for env in (grading.offline_env(), {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}):
-            done = subprocess.run([grading.python(), str(probe), "a", "b c"], env=env, capture_output=True, text=True,
+        for env in (dict(os.environ, HF_HUB_OFFLINE="1"), {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}):
+            done = subprocess.run([sys.executable, str(probe), "a", "b c"], env=env, capture_output=True, text=True,
                                   timeout=120, check=True)
             seen.append(json.loads(done.stdout.splitlines()[-1]))
         assert [s["offline"] for s in seen] == [True, False]

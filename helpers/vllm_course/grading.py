@@ -191,16 +191,6 @@ def write_probe(folder: str | os.PathLike[str]) -> Path:
     return path
 
 
-def offline_env() -> dict[str, str]:
-    """This process's environment with HF_HUB_OFFLINE=1 (what a correct child process gets)."""
-    return dict(os.environ, HF_HUB_OFFLINE="1")
-
-
-def python() -> str:
-    """The interpreter of this kernel (children must use the same venv)."""
-    return sys.executable
-
-
 # ---------------------------------------------------------------- watching a learner's script run
 QUESTIONS = (
     "What is the capital of Italy?", "What is the capital of Japan?", "What is the capital of Spain?",
@@ -338,7 +328,7 @@ def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, o
            **({"HF_HUB_OFFLINE": "1"} if offline else {}),
            **({} if hub_cache is None else {"HF_HUB_CACHE": str(hub_cache)})}
     payload = json.dumps([{"model": str(m), "question": q} for m, q in jobs])
-    argv = [python(), str(probe), str(report), str(Path(script).resolve()), endpoint, payload]
+    argv = [sys.executable, str(probe), str(report), str(Path(script).resolve()), endpoint, payload]
     done = subprocess.run(argv + ([str(reference)] if reference else []), env=env, capture_output=True, text=True,
                           timeout=timeout)
     if not report.is_file():
