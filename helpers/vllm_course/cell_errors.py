@@ -54,10 +54,7 @@ def _explained(shell: Any, etype: type, value: BaseException, tb: types.Tracebac
     while tb is not None:
         entries.append(tb)
         tb = tb.tb_next
-    # the learner's call: the last frame of a cell, if it called straight into vLLM or huggingface_hub
-    cell = [pair for pair in zip(entries, entries[1:]) if pair[0].tb_frame.f_globals is shell.user_global_ns]
-    module = str(cell[-1][1].tb_frame.f_globals.get("__name__", "")) if cell else ""
-    learner = cell[-1][0] if any(module == name or module.startswith(name + ".") for name in _CALLED) else None
+    learner = _learner_call(shell, entries)
     if learner is None or entries[-1] is learner or (course_error := advise(value)) is None:
         return None
     raised = entries[-1]
@@ -75,3 +72,12 @@ def _explained(shell: Any, etype: type, value: BaseException, tb: types.Tracebac
         frames.insert(1, f"    [... {hidden} library frame{'s' * (hidden != 1)} hidden by vllm_course: "
                          "%tb shows them all]\n")
     return ["-" * 75, head, *frames, *exception, advice]
+
+
+def _learner_call(shell: Any, entries: list[types.TracebackType]) -> types.TracebackType | None:
+    """The last frame of the learner's code (a cell) that called straight into vLLM or huggingface_hub."""
+    for here, callee in reversed(list(zip(entries, entries[1:]))):
+        if here.tb_frame.f_globals is shell.user_global_ns:
+            module = str(callee.tb_frame.f_globals.get("__name__", ""))
+            return here if any(module == name or module.startswith(name + ".") for name in _CALLED) else None
+    return None

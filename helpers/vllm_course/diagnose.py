@@ -65,23 +65,15 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
         asked = revision or (re.findall(r"/resolve/([^/\s]+)/", str(rev)) or ["?"])[0]
         return ModelRevisionError(revision_message(repo or _repo_from_url(rev), asked, endpoint))
     if (not_found := _first(chain, hf.RepositoryNotFoundError)) is not None:
-        name, names = repo or _repo_from_url(not_found), []
-        if "/" in name:  # typo help: a repo of the same org whose name is close, if the hub says so quickly
-            from huggingface_hub import HfApi
-            with contextlib.suppress(Exception):
-                names = [m.id for m in HfApi().list_models(author=name.split("/")[0], limit=200)]
-        suggestion = next(iter(difflib.get_close_matches(name, names, n=1, cutoff=0.75)), None)
-        return ModelNotFoundError(not_found_message(name, endpoint, suggestion))
+        name = repo or _repo_from_url(not_found)
+        return ModelNotFoundError(not_found_message(name, endpoint, _suggest(name)))
     if _first(chain, OSError, errnos=(errno.ENOSPC,)) is not None:
         return InsufficientDiskSpaceError(
             f"The disk of {cache} filled up while downloading {what} (No space left on device): free space "
             "(lesson 08's clean-up, or `hf cache prune`) or set HF_HUB_CACHE to a bigger disk before "
             "importing huggingface_hub, then download again.")
     denied = _first(chain, OSError, errnos=(errno.EROFS, errno.EACCES, errno.EPERM))
-    target = os.path.abspath(str(getattr(denied, "filename", None) or ""))  # in (or above) HF_HOME / the cache?
-    roots = {os.path.abspath(constants.HF_HOME), os.path.abspath(cache)}
-    if denied is not None and denied.filename and any(target == r or target.startswith(r + os.sep)
-                                                      or r.startswith(target + os.sep) for r in roots):
+    if denied is not None and _in_hf_home(denied):
         folder = next((p for p in (Path(cache), *Path(cache).parents) if p.is_dir()), Path(os.sep))
         return CacheNotWritableError(
             f"{folder} is not writable ({os.strerror(denied.errno)}), so {what} cannot be downloaded into the HF "
@@ -93,10 +85,7 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
             f"{repo or 'the model'} is only partly cached in {snap}: it lacks {_and(_missing_in(snap)) or 'files'}, "
             f"and HF_HUB_OFFLINE=1 forbids fetching them: run `hf download {repo or 'the model'}` while online, "
             "then load again.")
-    kinds = tuple(module.TransportError for name in ("httpx", "httpx2") if (module := sys.modules.get(name)))
-    transport = next((e for e in chain if isinstance(e, (*kinds, ConnectionError, TimeoutError))
-                      and not isinstance(e, CourseError)), None)
-    if transport is not None and not offline:
+    if (transport := _transport_error(chain)) is not None and not offline:
         fix = ("start the course hub (`python -m vllm_course hub start`)"
                if any(f"//{host}" in endpoint for host in ("127.0.0.1", "localhost", "[::1]"))
                else "check your network connection or proxy")
@@ -268,6 +257,12 @@ def _first(chain: list[BaseException], *types: type[BaseException], errnos: tupl
     return next((e for e in chain if isinstance(e, types) and (not errnos or e.errno in errnos)), None)
 
 
+def _transport_error(chain: list[BaseException]) -> BaseException | None:
+    kinds = tuple(module.TransportError for name in ("httpx", "httpx2") if (module := sys.modules.get(name)))
+    return next((e for e in chain if isinstance(e, (*kinds, ConnectionError, TimeoutError))
+                 and not isinstance(e, CourseError)), None)
+
+
 def _transport_reason(exc: BaseException) -> str:
     for item in _chain(exc):
         if isinstance(item, ConnectionRefusedError):
@@ -282,6 +277,29 @@ def _transport_reason(exc: BaseException) -> str:
 def _repo_from_url(exc: BaseException) -> str:
     m = re.search(r"https?://[^/\s]+/(?:api/models/)?([\w.-]+/[\w.-]+)", str(exc))
     return m.group(1) if m else "the repo"
+
+
+def _suggest(repo: str) -> str | None:
+    """A repo of the same org on the hub whose name is close (typo help), if the hub says so quickly."""
+    from huggingface_hub import HfApi
+
+    if "/" not in repo:
+        return None
+    try:
+        names = [m.id for m in HfApi().list_models(author=repo.split("/")[0], limit=200)]
+    except Exception:  # noqa: BLE001 - a suggestion is optional
+        return None
+    return next(iter(difflib.get_close_matches(repo, names, n=1, cutoff=0.75)), None)
+
+
+def _in_hf_home(exc: OSError) -> bool:
+    """Whether the failed path lies in (or above) HF_HOME or the hub cache."""
+    from huggingface_hub import constants
+
+    target = os.path.abspath(str(exc.filename or ""))
+    roots = {os.path.abspath(constants.HF_HOME), os.path.abspath(constants.HF_HUB_CACHE)}
+    return bool(exc.filename) and any(target == r or target.startswith(r + os.sep) or r.startswith(target + os.sep)
+                                      for r in roots)
 
 
 def _and(items: list[str]) -> str:

@@ -153,24 +153,9 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
     seconds = time.perf_counter() - start
     lines = tuple(_LOG_LINES[first:]) + tuple(captured.text.splitlines())
     name = next((m.group(1) for line in lines if (m := re.search(r"model='([^']+)'", line))), "model")
-    text = "\n".join(lines)
-    checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
-    weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
-    import torch  # vLLM has imported it already
-
-    gpu_bytes = int(torch.cuda.memory_allocated()) if has_gpu() else None
-    box.report = LoadReport(model or name, seconds, "cpu" if gpu_bytes is None else "cuda",
-                            checkpoint_gib=checkpoint and float(checkpoint.group(1)),
-                            weights_seconds=weights_seconds and float(weights_seconds),
-                            gpu_weights_gib=gpu_weights and float(gpu_weights.group(1)),
-                            rss_bytes=rss_bytes(), gpu_bytes=gpu_bytes, log=lines)
+    box.report = _parse(model or name, seconds, lines)
     if isinstance(error, KeyboardInterrupt):
-        # Jupyter keeps the traceback, whose frames hold the half-built engine (~1.7 GiB): free it, say so
-        traceback.clear_frames(error.__traceback__)
-        _free_memory()
-        note = "vllm_course: the interrupted load was released; the next load starts clean."
-        if note not in getattr(error, "__notes__", ()):
-            error.add_note(note)
+        _release_interrupted(error)  # a half-built engine must not pin memory
     if error is not None:
         raise error
 
@@ -221,6 +206,16 @@ def _free_memory() -> None:
     gc.collect()
 
 
+def _release_interrupted(exc: BaseException) -> None:
+    """Free what an `LLM(...)` stopped by Ctrl-C left behind (Jupyter keeps the traceback, whose frames
+    hold the half-built engine: ~1.7 GiB), and say so on the exception."""
+    traceback.clear_frames(exc.__traceback__)
+    _free_memory()
+    note = "vllm_course: the interrupted load was released; the next load starts clean."
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
+
+
 def _write_logging_config() -> Path:
     """Write vLLM's logging config: console errors only (`VLLM_COURSE_VERBOSE=1`: all), LogBuffer keeps all."""
     console_level = "INFO" if os.environ.get("VLLM_COURSE_VERBOSE", "0") == "1" else "ERROR"
@@ -250,6 +245,21 @@ def _import_vllm() -> None:
     from vllm.logger import configure_logging_if_needed
 
     configure_logging_if_needed(LoggingConfig())
+
+
+def _parse(model: str, seconds: float, lines: tuple[str, ...]) -> LoadReport:
+    """The LoadReport of one load, from vLLM's log lines."""
+    text = "\n".join(lines)
+    checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
+    weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
+    import torch  # vLLM has imported it already
+
+    gpu_bytes = int(torch.cuda.memory_allocated()) if has_gpu() else None
+    return LoadReport(model, seconds, "cpu" if gpu_bytes is None else "cuda",
+                      checkpoint_gib=checkpoint and float(checkpoint.group(1)),
+                      weights_seconds=weights_seconds and float(weights_seconds),
+                      gpu_weights_gib=gpu_weights and float(gpu_weights.group(1)),
+                      rss_bytes=rss_bytes(), gpu_bytes=gpu_bytes, log=lines)
 
 
 prepare_environment()

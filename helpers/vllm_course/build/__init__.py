@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,23 +46,15 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
     `wants_awq()`), one build at a time, and return them all. Raises ModelBuildError naming the step."""
     awq = wants_awq() if awq is None else awq
     wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
-    built, lock = [], build_lock_path()
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("w") as handle:  # held for the whole build; closing the file releases it
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log("waiting     for another model build to finish (`python -m vllm_course models status`)")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    built = []
+    with _build_lock(log):
         manifest = read_manifest()
         for repo_id in wanted:
             rebuild = force or not _up_to_date(repo_id, manifest.get(repo_id))
             if rebuild:
                 log(f"building    {repo_id} ...")
                 manifest[repo_id] = _build_into_place(repo_id)
-                tmp = config.repos_dir() / "manifest.tmp"  # written whole, then renamed over manifest.json
-                tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-                tmp.replace(tmp.with_suffix(".json"))
+                _write_manifest(manifest)
                 log(f"built       {repo_id} in {manifest[repo_id]['provenance']['build_seconds']:.0f} s")
             else:
                 _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
@@ -106,6 +99,29 @@ def read_manifest() -> dict:
         return json.loads((config.repos_dir() / "manifest.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+@contextlib.contextmanager
+def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
+    """Hold the build lock for the whole build (closing the file releases it); wait while another holds it."""
+    path = build_lock_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting     for another model build to finish (`python -m vllm_course models status`)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _write_manifest(manifest: dict) -> None:
+    """Write manifest.json whole, then rename it into place."""
+    path = config.repos_dir() / "manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def _up_to_date(repo_id: str, entry: dict | None) -> bool:

@@ -90,14 +90,7 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
     if method not in METHODS:
         raise ModelBuildError(f"Unknown quantization method {method!r}: use one of {', '.join(METHODS)}.")
     src, dst = Path(src).resolve(), Path(dst).resolve()
-    if not src.is_dir():  # fail fast, before any install
-        raise ModelBuildError(f"Cannot quantize {src}: no such folder. Build the bf16 course model first.")
-    if not (src / "config.json").is_file():
-        raise ModelBuildError(f"Cannot quantize {src}: it has no config.json. Point src at a Hugging Face model folder "
-                              "(config.json + *.safetensors + tokenizer files), e.g. the built bf16 course model.")
-    if not any(src.glob("*.safetensors")):
-        raise ModelBuildError(f"Cannot quantize {src}: it has no *.safetensors weights. "
-                              "Save the source model with save_pretrained() first.")
+    _check_source(src)
     python = ensure_tool_venv()
 
     start = time.perf_counter()
@@ -120,24 +113,9 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
             raise ModelBuildError(f"{method.upper()} quantization of {src} failed (exit {proc.returncode}); full log in "
                                   f"{log}. Last lines: {_tail(log.read_text(errors='replace'))}"
                                   ) from subprocess.CalledProcessError(proc.returncode, cmd)
-        for name in _COPY_IF_MISSING:
-            if (src / name).is_file() and not (out / name).exists():
-                shutil.copy2(src / name, out / name)
-        (out / "quant_log.csv").unlink(missing_ok=True)  # the quantizer's per-layer timing log
-        cfg_path = out / "config.json"
-        if not cfg_path.is_file() or "quantization_config" not in json.loads(cfg_path.read_text()):
-            raise ModelBuildError(f"The quantizer wrote no config.json with quantization_config in {out}; "
-                                  "see the tool log and retry.")
-        if not any(out.glob("*.safetensors")):
-            raise ModelBuildError(f"The quantizer wrote no *.safetensors weights in {out}; see the tool log.")
+        _complete_folder(out, src)
         settings: dict[str, Any] = json.loads(report.read_text())
-        # replace an older dst with no moment where a half folder is visible
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}") if dst.exists() else None
-        if old:
-            dst.rename(old)
-        out.rename(dst)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        _replace_dir(out, dst)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     settings["seconds"] = round(time.perf_counter() - start, 1)
@@ -158,3 +136,39 @@ def _tail(text: str, lines: int = 5) -> str:
     clean = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", l).strip() for l in text.splitlines()]
     clean = [l for l in clean if l and not l.startswith("WARNING: Location")]
     return " | ".join(clean[-lines:]) or "(no output)"
+
+
+def _check_source(src: Path) -> None:
+    """Fail fast, before any install, if `src` is not a model folder the quantizer can read."""
+    if not src.is_dir():
+        raise ModelBuildError(f"Cannot quantize {src}: no such folder. Build the bf16 course model first.")
+    if not (src / "config.json").is_file():
+        raise ModelBuildError(f"Cannot quantize {src}: it has no config.json. Point src at a Hugging Face model folder "
+                              "(config.json + *.safetensors + tokenizer files), e.g. the built bf16 course model.")
+    if not any(src.glob("*.safetensors")):
+        raise ModelBuildError(f"Cannot quantize {src}: it has no *.safetensors weights. "
+                              "Save the source model with save_pretrained() first.")
+
+
+def _complete_folder(out: Path, src: Path) -> None:
+    """Copy the files the quantizer dropped, delete its per-layer timing log, check the result."""
+    for name in _COPY_IF_MISSING:
+        if (src / name).is_file() and not (out / name).exists():
+            shutil.copy2(src / name, out / name)
+    (out / "quant_log.csv").unlink(missing_ok=True)
+    cfg_path = out / "config.json"
+    if not cfg_path.is_file() or "quantization_config" not in json.loads(cfg_path.read_text()):
+        raise ModelBuildError(f"The quantizer wrote no config.json with quantization_config in {out}; "
+                              "see the tool log and retry.")
+    if not any(out.glob("*.safetensors")):
+        raise ModelBuildError(f"The quantizer wrote no *.safetensors weights in {out}; see the tool log.")
+
+
+def _replace_dir(new: Path, dst: Path) -> None:
+    """Move `new` to `dst`, replacing an older `dst` with no moment where a half folder is visible."""
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}") if dst.exists() else None
+    if old:
+        dst.rename(old)
+    new.rename(dst)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
