@@ -114,34 +114,8 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
     root = RepoStore(root if root is not None else config.repos_dir()).root  # fails loudly if missing
     host = host or config.HUB_HOST
     port = (config.MIRROR_PORT if mirror else config.HUB_PORT) if port is None else int(port)
-    if port and (reused := _reuse(host, port, root, upstream)):
-        return reused
-    (folder := state_dir()).mkdir(parents=True, exist_ok=True)  # spawn `python -m vllm_course hub serve`
-    tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
-    ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
-    ready.unlink(missing_ok=True)
-    options = {"--root": root, "--host": host, "--port": port, "--ready-file": ready, "--upstream": upstream or None,
-               "--throttle-bps": throttle_bps or None, "--cut-after-bytes": cut_after_bytes}
-    args = [sys.executable, *_SERVE, *(str(x) for k, v in options.items() if v is not None for x in (k, v))]
-    args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
-    package_parent = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
-    with open(log_file, "ab") as log:
-        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True)
-    _CHILDREN[child.pid] = child
-    deadline = time.monotonic() + timeout
-    _wait_for(ready.exists, child, deadline, f"did not start (root {root}, port {port})", log_file)
-    port = int(read_json(ready)["port"])
-    ready.unlink(missing_ok=True)
-    url = f"http://{host}:{port}"
-    _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
-              f"on {url} did not answer its health check", log_file)
-    if tag == str(port):
-        write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
-                                                   "root": str(root), "upstream": upstream, "log": str(log_file),
-                                                   "started": time.time()})
-    return HubHandle(url, port, root, upstream, child.pid, True, log_file)
+    reused = _reuse(host, port, root, upstream) if port else None
+    return reused or _spawn(root, host, port, upstream, throttle_bps, cut_after_bytes, timeout)
 
 
 def stop(port: int | None = None, timeout: float = 10.0) -> bool:
@@ -248,6 +222,38 @@ def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle 
                        f"(`python -m vllm_course hub stop --port {port}`) or pass another port.")
     log = (_read_state(port) or {}).get("log")
     return HubHandle(url, port, root, upstream, health.get("pid"), False, Path(log) if log else None)
+
+
+def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps: int | None,
+           cut_after_bytes: int | None, timeout: float) -> HubHandle:
+    """Run `python -m vllm_course hub serve` in a new session; wait until it answers."""
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"
+    ready, log_file = folder / f"{tag}.ready", folder / f"{tag}.log"
+    ready.unlink(missing_ok=True)
+    options = {"--root": root, "--host": host, "--port": port, "--ready-file": ready, "--upstream": upstream or None,
+               "--throttle-bps": throttle_bps or None, "--cut-after-bytes": cut_after_bytes}
+    args = [sys.executable, *_SERVE, *(str(x) for k, v in options.items() if v is not None for x in (k, v))]
+    args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
+    with open(log_file, "ab") as log:
+        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 env=env, start_new_session=True)
+    _CHILDREN[child.pid] = child
+    deadline = time.monotonic() + timeout
+    _wait_for(ready.exists, child, deadline, f"did not start (root {root}, port {port})", log_file)
+    port = int(read_json(ready)["port"])
+    ready.unlink(missing_ok=True)
+    url = f"http://{host}:{port}"
+    _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
+              f"on {url} did not answer its health check", log_file)
+    if tag == str(port):
+        write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
+                                                   "root": str(root), "upstream": upstream, "log": str(log_file),
+                                                   "started": time.time()})
+    return HubHandle(url, port, root, upstream, child.pid, True, log_file)
 
 
 def _wait_for(ready: Callable[[], bool], child: subprocess.Popen[bytes], deadline: float, what: str,
