@@ -78,22 +78,8 @@ def safe_delete_revisions(info: HFCacheInfo,
     `targets`: revisions of `info`, full commit hashes, or a repo or `snapshots/<hash>` folder. The library would
     `os.remove()` a file outside the cache that a snapshot links to (lesson 03)."""
     root = Path(info.cache_dir or ".").resolve()
-    pairs, chosen = [(repo, rev) for repo in info.repos for rev in repo.revisions], {}
-    for target in targets:
-        if isinstance(target, os.PathLike) or (isinstance(target, str) and os.sep in target):
-            path = _unfollowed(Path(target).expanduser())
-            if path == root:
-                raise CacheSafetyError(f"Refusing to delete the whole cache folder {root}: name its revisions instead.")
-            if not _inside(path, root):
-                raise CacheSafetyError(f"{target} is outside the Hugging Face cache {root}: this helper only deletes "
-                                       "inside it; remove other folders yourself.")
-            found = [(repo, rev) for repo, rev in pairs if path in (repo.repo_path, rev.snapshot_path)]
-        else:
-            found = [(repo, rev) for repo, rev in pairs if target in (rev, rev.commit_hash)]
-        if not found:
-            raise CacheTargetError(f"{str(getattr(target, 'commit_hash', target))!r} names no cached revision in "
-                                   f"{root}: see cache.table(scan_cache_dir()) or `hf cache ls --revisions`.")
-        chosen.update({(repo.repo_path, rev.commit_hash): (repo, rev) for repo, rev in found})
+    chosen = {(repo.repo_path, rev.commit_hash): (repo, rev)
+              for target in targets for repo, rev in _named(info, target, root)}
     hashes = {rev.commit_hash for _, rev in chosen.values()}
     if len(hashes) < len(chosen):
         raise CacheTargetError("One commit hash is cached in several repos (a cache filled by an older course hub) and "
@@ -223,6 +209,26 @@ def verify(repo_id: str, *, revision: str | None = None,
             bad.append(Mismatch(path=rel, expected=blob.name, actual=actual, algorithm=algorithm))
     return FolderVerification(revision=snapshot.name, checked_count=checked, mismatches=bad, missing_paths=[],
                               extra_paths=unnamed, verified_path=snapshot)
+
+
+def _named(info: HFCacheInfo, target: CachedRevisionInfo | str | os.PathLike[str],
+           root: Path) -> list[tuple[CachedRepoInfo, CachedRevisionInfo]]:
+    """The (repo, revision) pairs a target names; a folder outside the cache is refused."""
+    pairs = [(repo, rev) for repo in info.repos for rev in repo.revisions]
+    if isinstance(target, os.PathLike) or (isinstance(target, str) and os.sep in target):
+        path = _unfollowed(Path(target).expanduser())
+        if path == root:
+            raise CacheSafetyError(f"Refusing to delete the whole cache folder {root}: name its revisions instead.")
+        if not _inside(path, root):
+            raise CacheSafetyError(f"{target} is outside the Hugging Face cache {root}: this helper only deletes "
+                                   "inside it; remove other folders yourself.")
+        found = [(repo, rev) for repo, rev in pairs if path in (repo.repo_path, rev.snapshot_path)]
+    else:
+        found = [(repo, rev) for repo, rev in pairs if target in (rev, rev.commit_hash)]
+    if not found:
+        raise CacheTargetError(f"{str(getattr(target, 'commit_hash', target))!r} names no cached revision in {root}: "
+                               "see cache.table(scan_cache_dir()) or `hf cache ls --revisions`.")
+    return found
 
 
 def _unfollowed(path: Path) -> Path:

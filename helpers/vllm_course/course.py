@@ -95,9 +95,7 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         ids = {k: config.ONLINE_MODELS[config.BIN_MODEL if k == "pt" else v] for k, v in ids.items()}
     hf_home = config.course_hf_home()
     if fresh_cache:
-        if not (name := "".join(c if c.isalnum() or c in "-_" else "-" for c in fresh_cache)):
-            raise ValueError(f"fresh_cache={fresh_cache!r}: use a short name such as 'lesson01'.")
-        hf_home = config.course_home() / "scratch" / name / "hf"
+        hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
         shutil.rmtree(hf_home, ignore_errors=True)
     wanted = {"HF_HOME": str(hf_home)}
     envvars.put("VLLM_COURSE_PROFILE", profile, "which models the course hub serves (hub.start() reads it)")
@@ -108,11 +106,7 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     elif os.environ.get("HF_ENDPOINT") == other_hub:
         drop += ("HF_ENDPOINT",)  # an earlier setup() of the other profile: its hub serves other ids
     _apply(wanted, drop=drop)
-    bin_dir, parts = str(Path(sys.executable).parent), os.environ.get("PATH", "").split(os.pathsep)
-    if bin_dir not in parts:
-        parts = [bin_dir, *[p for p in parts if p]]
-    envvars.put("PATH", os.pathsep.join(parts), "`!hf ...` cells find the hf CLI next to this kernel's Python",
-                shown="<kernel's bin folder>:$PATH")
+    _put_python_bin_on_path()
     from . import cell_errors, engine
     engine.prepare_environment()
     cell_errors.register()  # in a notebook: a failed vLLM / huggingface_hub call gets one line of advice
@@ -139,3 +133,19 @@ def _apply(wanted: dict[str, str], drop: tuple[str, ...]) -> None:
         if "HF_ENDPOINT" in wanted:
             from .hub import use_hub
             use_hub(wanted["HF_ENDPOINT"])  # huggingface_hub's copies of the endpoint can be patched
+
+
+def _put_python_bin_on_path() -> None:
+    """Let `!hf ...` cells find the `hf` CLI installed next to this kernel's Python (.venv/bin)."""
+    bin_dir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if bin_dir not in parts:
+        parts = [bin_dir, *[p for p in parts if p]]
+    envvars.put("PATH", os.pathsep.join(parts), "`!hf ...` cells find the hf CLI next to this kernel's Python",
+                shown="<kernel's bin folder>:$PATH")
+
+
+def _safe_name(name: str) -> str:
+    if not (cleaned := "".join(c if c.isalnum() or c in "-_" else "-" for c in name)):
+        raise ValueError(f"fresh_cache={name!r}: use a short name such as 'lesson01'.")
+    return cleaned
