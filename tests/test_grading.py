@@ -118,7 +118,8 @@ class TestGradingChecks:
 
         probe = grading.write_probe(tmp_path)
         seen = []
-        for env in (dict(os.environ, HF_HUB_OFFLINE="1"), {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}):
+        offline = dict(os.environ, HF_HUB_OFFLINE="1")
+        for env in (offline, {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}):
             done = subprocess.run([sys.executable, str(probe), "a", "b c"], env=env, capture_output=True, text=True,
                                   timeout=120, check=True)
             seen.append(json.loads(done.stdout.splitlines()[-1]))

@@ -92,11 +92,9 @@ class BenchResult:
                     rss_before_bytes: int | None = None) -> BenchResult:
         """A result from a `load_report()` (memory, load time) and the throughputs a lesson measured."""
         report = getattr(report, "report", None) or report
-        folder = formats.model_folder(report.model)  # a folder or a cached repo id: the weight files vLLM reads
-        found = None if folder is None else formats.inspect_folder(folder)
-        files = None if found is None else sum((found.path / n).stat().st_size for n in found.picks("auto"))
+        files, quantization = _file_bytes(report.model)
         return cls(label=label, model=report.model, device=report.device,
-                   quantization=report.quantization if found is None else found.quantization,
+                   quantization=quantization if files is not None else report.quantization,
                    load_seconds=report.seconds, checkpoint_gib=report.checkpoint_gib,
                    weights_gib=report.weights_gib, file_bytes=files, rss_before_bytes=rss_before_bytes,
                    rss_bytes=report.rss_bytes, gpu_bytes=report.gpu_bytes, batch=batch, single=single)
@@ -217,3 +215,12 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def _file_bytes(model: str) -> tuple[int | None, str | None]:
+    """Bytes of the weight files vLLM reads for `model` (a folder or a cached repo id), and its quant_method."""
+    folder = formats.model_folder(model)
+    if folder is None:
+        return None, None
+    found = formats.inspect_folder(folder)
+    return sum((found.path / n).stat().st_size for n in found.picks("auto")), found.quantization

@@ -13,10 +13,13 @@ from pathlib import Path
 
 from .errors import LocalModelError, WeightFormatError
 
-LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {"auto": ("*.safetensors", "*.bin", "*.pt"),
-                                                     "hf": ("*.safetensors", "*.bin", "*.pt"),
-                                                     "safetensors": ("*.safetensors",), "pt": ("*.pt",),
-                                                     "npcache": ("*.bin",)}
+LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {
+    "auto": ("*.safetensors", "*.bin", "*.pt"),
+    "hf": ("*.safetensors", "*.bin", "*.pt"),
+    "safetensors": ("*.safetensors",),
+    "pt": ("*.pt",),
+    "npcache": ("*.bin",),
+}
 WEIGHT_SUFFIXES = {".safetensors": "safetensors", ".bin": "bin", ".pt": "pt", ".gguf": "gguf"}
 # Weight files of other frameworks, which no load_format reads (named in messages all the same).
 OTHER_WEIGHT_SUFFIXES = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", ".tflite")

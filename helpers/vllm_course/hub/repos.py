@@ -203,8 +203,9 @@ class RepoStore:
 
     def _servable(self, real: Path) -> bool:
         """Whether a resolved path is inside the root with no hidden part (starlette's StaticFiles check)."""
-        return os.path.commonpath([self.root, real]) == str(self.root) and \
-            not any(part.startswith(".") for part in real.relative_to(self.root).parts)
+        if os.path.commonpath([self.root, real]) != str(self.root):
+            return False
+        return not any(part.startswith(".") for part in real.relative_to(self.root).parts)
 
     def repo_ids(self) -> list[str]:
         """Every valid `org/name` repo folder under the root, sorted."""

@@ -299,9 +299,12 @@ def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | N
     if ready_file is not None:
         write_json(ready_file, {"port": port, "pid": os.getpid()})
     if parent_pid is not None:
-        def exit_with_parent() -> None:  # SIGTERM (uvicorn's graceful stop) once parent_pid is not our parent
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os.kill(os.getpid(), signal.SIGTERM)
-        threading.Thread(target=exit_with_parent, daemon=True).start()
+        threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
     server.run(sockets=[sock])
+
+
+def _exit_with(parent_pid: int) -> None:
+    """SIGTERM this process (uvicorn's graceful stop) once `parent_pid` is no longer its parent."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
