@@ -292,6 +292,10 @@ SCRIPT_PROBE = textwrap.dedent('''\
             report["expected"][job["question"]] = out[0].outputs[0].text
     with open(report_path, "w", encoding="utf-8") as fh:
         json.dump(report, fh, default=repr)
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):  # e.g. an engine process the script started
+        child.kill()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # the report is written: skip the ~3 s an interpreter holding vLLM takes to shut down
