@@ -69,10 +69,14 @@ class: $(CLASS_STAMP) $(CHP)
 
 NBVAL_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/lessons
 
+# Two pytest-xdist workers, a file each at a time, each on its own core (conftest.py).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: models class
-	$(PY) -m pytest -q -rs --durations=15 tests
+	$(PY) -m pytest -q -rs --durations=15 $(XDIST) tests
 	$(PY) tests/nbval_sanitizers.py > $(VENV)/nbval_sanitize.cfg  # tests/nbval_sanitize.cfg + this course home
-	$(PY) -m pytest -q --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
+	$(PY) -m pytest -q $(XDIST) --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
 
 # Every adversarial submission of tests/nbgrader_submissions (correct variants and cheats), graded
 # through nbgrader: ~40 min on 2 busy cores, so `make test` grades two per exercise: `*-modules`

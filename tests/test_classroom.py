@@ -160,7 +160,7 @@ def klass():
 
 
 @pytest.fixture(scope="module")
-def run(klass: Class, request: pytest.FixtureRequest) -> dict:
+def run(klass: Class, summary) -> dict:
     """The whole path once: release, fetch, answer, submit, collect and grade, release and fetch feedback."""
     teacher = klass.users[INSTRUCTOR]
     t0 = time.perf_counter()
@@ -203,7 +203,8 @@ def run(klass: Class, request: pytest.FixtureRequest) -> dict:
         feedback[name] = sorted(klass.home[name].glob(f"{EXERCISE}/feedback/*/*.html"))
     klass.timings["release and fetch feedback"] = time.perf_counter() - t2
     klass.timings["release -> feedback, 3 students"] = time.perf_counter() - t0
-    _report(request, klass.timings, graded.stdout)
+    summary(["classroom timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in klass.timings.items()),
+             *("  " + line for line in graded.stdout.splitlines()[-6:])])
     return {"graded": graded, "feedback": feedback, "submitted": listed}
 
 
@@ -279,18 +280,6 @@ class TestTheAssignmentPath:
                 text = p.read_text(errors="ignore")
                 leaked = [line for line in lines if line in text or json.dumps(line)[1:-1] in text]
                 assert not leaked, f"{p} holds hidden test lines: {leaked[:2]}"
-
-
-def _report(request: pytest.FixtureRequest, timings: dict[str, float], graded: str) -> None:
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line("classroom timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-        for line in graded.splitlines()[-6:]:
-            reporter.write_line("  " + line)
 
 
 def _open_interpreter_path(user: str) -> dict[Path, int]:

@@ -66,12 +66,15 @@ print(json.dumps({"text": text, "changed": {k: after.get(k) for k in changed}}))
 
 
 def _setup_env(profile: str, **extra: str) -> tuple[dict[str, str], dict[str, str | None]]:
-    """Run setup() in a learner-like fresh interpreter (no HF_*/VLLM_* settings but the course home);
-    return the env block `print(course)` showed (name -> rest of line) and what really changed, less
-    what `import vllm` sets by itself in the same environment."""
+    """Run setup() in a learner-like fresh interpreter (no HF_*/VLLM_* settings but the course home, and a
+    PATH without the venv's bin folder, as a kernel started by Jupyter has it); return the env block
+    `print(course)` showed (name -> rest of line) and what really changed, less what `import vllm` sets by
+    itself in the same environment."""
     keep = ("VLLM_COURSE_HOME", "VLLM_COURSE_HUB_PORT", "VLLM_COURSE_MIRROR_PORT")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "VLLM_", "TOKENIZERS_")) or k in keep} | extra
+    venv_bin = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     runs = {}
     for arg in (profile, "vllm-only"):
         out = subprocess.run([sys.executable, "-c", _ENV_SCRIPT, arg], env=env, capture_output=True, text=True,

@@ -26,7 +26,6 @@ notebook ran in autograde are printed (terminal) and kept in grading/autograde-s
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import html
 import importlib.util
@@ -319,7 +318,7 @@ def grading_env(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+def course(tmp_path_factory: pytest.TempPathFactory, summary):
     """A graded copy of the course: every exercise generated, submitted, autograded, exported, fed back."""
     base = tmp_path_factory.mktemp("nbgrader-course")
     root, env = course_copy(base, EXERCISES)
@@ -350,16 +349,16 @@ def course(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     for exercise in EXERCISES:
         graded.nbgrader("generate_feedback", exercise)
     graded.nbgrader("export", "--to=grading/grades.csv")
-    _report_seconds(request, graded, timings, per_student)
+    _report_seconds(summary, graded, timings, per_student)
     yield graded
     subprocess.run([sys.executable, "-m", "vllm_course", "hub", "stop", "--port", str(hub_port)],
                    env=env, capture_output=True, timeout=60)
     shutil.rmtree(base, ignore_errors=True)  # scratch caches hold copies of the model
 
 
-def _report_seconds(request: pytest.FixtureRequest, graded: Course, timings: dict[str, float],
+def _report_seconds(summary, graded: Course, timings: dict[str, float],
                     per_student: dict[str, dict[str, float]]) -> None:
-    """Print (past pytest's capture) and save the seconds autograde spent per student and exercise."""
+    """Show (in pytest's summary) and save the seconds autograde spent per student and exercise."""
     lines = ["autograde seconds per student (from nbgrader's log; `all` = the whole autograde call):"]
     totals: dict[str, float] = {}
     for exercise in EXERCISES:
@@ -370,13 +369,7 @@ def _report_seconds(request: pytest.FixtureRequest, graded: Course, timings: dic
     lines.append(f"  solution, these exercises together: {totals.get('solution', 0):.0f} s (target: 120 s for all three)")
     lines += _score_table(graded)
     (graded.root / "grading" / "autograde-seconds.txt").write_text("\n".join(lines) + "\n")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        with capture.global_and_fixture_disabled() if capture else _nothing():
-            reporter.write_line("")
-            for line in lines:
-                reporter.write_line(line)
+    summary(lines)
 
 
 def _score_table(graded: Course) -> list[str]:
@@ -394,11 +387,6 @@ def _score_table(graded: Course) -> list[str]:
                      else f"{got.get(c)}/{expected[student][c]:g}" for c in full]
             lines.append(f"  {student:22} {sum(got.values()):4g}/{sum(full.values()):<3g} " + " ".join(f"{v:>4}" for v in cells))
     return lines
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _free_port() -> int:
