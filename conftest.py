@@ -18,10 +18,10 @@ def _isolate_xdist_worker() -> None:
     index = int(worker.removeprefix("gw"))
     for name, default in (("VLLM_COURSE_HUB_PORT", 8765), ("VLLM_COURSE_MIRROR_PORT", 8766)):  # config.py
         os.environ[name] = str(int(os.environ.get(name, default)) + 2 * (index + 1))
-    if hasattr(os, "sched_setaffinity"):
-        cores = sorted(os.sched_getaffinity(0))
-        if mine := cores[index % count::count]:  # fewer cores than workers: the workers share them all
-            os.sched_setaffinity(0, mine)
+    from vllm_course.machine import core_share  # after the ports: vllm_course.config reads them at import
+
+    if cores := core_share(index, count):
+        os.sched_setaffinity(0, cores)
 
 
 _isolate_xdist_worker()

@@ -30,6 +30,21 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         yield private, cache
 
 
+class TestScratchFolders:
+    def test_is_a_graded_scratch_folder_gone_when_the_grading_kernel_exits(self):
+        """Does a folder from grading.scratch_dir (a graded cache holds a model copy) go with its kernel, shut
+        down the way nbgrader's executor does it (nbclient, graceful), and stay while the kernel runs?"""
+        import nbclient
+        import nbformat
+
+        code = "from vllm_course import grading\np = grading.scratch_dir('graded-test-')\nprint(p, p.is_dir())"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        path, existed = nb.cells[0].outputs[0]["text"].split()
+        assert existed == "True"
+        assert not os.path.exists(path), f"{path} outlived the kernel that made it"
+
+
 class TestGradingChecks:
     """`vllm_course.grading` on real caches, folders and hubs (no kernel, no vLLM)."""
 

@@ -7,6 +7,7 @@ vLLM's ISA check to AVX2, so the AVX2 library (which runs on AVX-512 CPUs too) i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,18 @@ _FORCED_AVX2 = textwrap.dedent("""
     s = quant_support()
     print(s.isa, s.library, s.w4a16, s.w8a8)
 """)
+
+
+class TestCoreShares:
+    def test_do_two_workers_split_the_cores_this_process_may_use(self):
+        """Are two workers' core shares disjoint and together every core this process may use (both the
+        same, all of them, where there is only one)?"""
+        cores = sorted(os.sched_getaffinity(0))
+        shares = [machine.core_share(n, 2) for n in range(2)]
+        if len(cores) >= 2:
+            assert sorted(shares[0] + shares[1]) == cores and not set(shares[0]) & set(shares[1]), shares
+        else:
+            assert shares == [cores, cores]
 
 
 class TestForcedAvx2Library:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import config
 from .errors import CourseError
+from .machine import core_share
 
 STUDENT_TIMEOUT_S = 3600  # backstop for a whole notebook: nbgrader's own limit is per cell
 _BIN = Path(sys.executable).parent  # nbgrader shells out to this venv's `alembic` and starts its kernel
@@ -172,20 +173,24 @@ def _with_score(gb, exercise: str, g: StudentGrade) -> StudentGrade:
 
 def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[dict[str, str]],
                    cell_timeout: int | None, student_timeout: float, progress: bool) -> list[StudentGrade]:
-    """Autograde each student in its own `nbgrader autograde` process, `len(envs)` at a time."""
+    """Autograde each student in its own `nbgrader autograde` process, `len(envs)` at a time, each worker on its
+    own share of the cores (`machine.core_share`)."""
     import psutil
     from tqdm.auto import tqdm
-    free, logs = list(envs), course / "grading" / "logs" / exercise
+    free = [(env, core_share(n, len(envs)) if len(envs) > 1 else []) for n, env in enumerate(envs)]
+    logs = course / "grading" / "logs" / exercise
     bar = tqdm(total=len(students), unit="student", desc=f"autograde {exercise}", disable=not progress)
 
     def one(student: str) -> StudentGrade:
-        env, start, log = free.pop(), time.perf_counter(), f"(log: {logs / student}.log)"
+        (env, cores), start, log = free.pop(), time.perf_counter(), f"(log: {logs / student}.log)"
         cmd = [sys.executable, "-m", "nbgrader", "autograde", exercise, f"--student={student}", "--force",
                *([f"--Execute.timeout={cell_timeout}"] if cell_timeout else [])]
         try:
             logs.mkdir(parents=True, exist_ok=True)
             with open(logs / f"{student}.log", "w", encoding="utf-8") as out:
                 proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=out, stderr=subprocess.STDOUT)
+                if cores:  # before it starts a kernel: its kernels and engines inherit the worker's cores
+                    psutil.Process(proc.pid).cpu_affinity(cores)
                 try:
                     code = proc.wait(timeout=student_timeout)
                     error = f"autograde exited {code} {log}" if code else ""
@@ -197,7 +202,7 @@ def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[
                     error = f"killed after {student_timeout:g} s {log}"
             return StudentGrade(student, None, 0.0, time.perf_counter() - start, error)
         finally:
-            free.append(env)
+            free.append((env, cores))
             bar.set_postfix_str(student)
             bar.update(1)
 

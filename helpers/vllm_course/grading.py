@@ -7,11 +7,13 @@ hub's request log), so a value hard-coded from an earlier run fails. Checks rais
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,14 @@ class CachedSnapshot:
     @property
     def files(self) -> tuple[str, ...]:
         return tuple(sorted(self.blobs))
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary folder, removed when this process (the grading kernel) exits: a graded cache holds a copy
+    of the model, and a class's worth of them would fill the disk."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 @contextlib.contextmanager
@@ -169,7 +179,7 @@ def endpoint_answers(url: str) -> bool:
 def sentinel_hub() -> HubHandle:
     """Start a private hub that serves no model and logs every request: a client that must stay offline
     points at it, and each request it sends shows up in `stats()` (and fails fast with a 404)."""
-    return hub.start(root=tempfile.mkdtemp(prefix="sentinel-hub-"), port=0)
+    return hub.start(root=scratch_dir("sentinel-hub-"), port=0)
 
 
 # ---------------------------------------------------------------- the offline exercise
@@ -328,7 +338,7 @@ def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, o
     `offline` sets HF_HUB_OFFLINE=1 (else removes it), `endpoint` is HF_ENDPOINT (a sentinel whose requests are
     counted per job), `hub_cache` HF_HUB_CACHE; the grader then loads `reference` to answer each question greedily.
     """
-    work = Path(tempfile.mkdtemp(prefix="script-probe-"))
+    work = scratch_dir("script-probe-")
     probe, report = work / "probe.py", work / "report.json"
     probe.write_text(SCRIPT_PROBE, encoding="utf-8")
     env = {**{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}, "HF_ENDPOINT": endpoint,
@@ -392,7 +402,7 @@ def _same_model(engine_model: str, model: str | os.PathLike[str]) -> bool:
 def cache_holding(repo_id: str) -> Path:
     """A new HF cache folder holding every file of `repo_id`, downloaded from a private course hub (then stopped)."""
     from huggingface_hub import snapshot_download
-    cache = Path(tempfile.mkdtemp(prefix="graded-cache-"))
+    cache = scratch_dir("graded-cache-")
     private = hub.start(port=0)
     try:
         # activated too: huggingface_hub's side requests go to constants.ENDPOINT, maybe a watched sentinel
@@ -421,7 +431,7 @@ def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
     import resource
 
     from . import engine
-    copy = Path(tempfile.mkdtemp(prefix="graded-")) / "model-under-test"
+    copy = scratch_dir("graded-") / "model-under-test"
     copy.mkdir()
     for item in require(repo_id).iterdir():  # the files the hub serves for it
         if not item.name.startswith("."):

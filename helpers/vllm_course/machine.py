@@ -9,6 +9,7 @@ has instead of finding out by a crash. On a GPU the rules are vLLM 0.32's kernel
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,16 @@ def has_amx() -> bool:
     it picks its AMX kernels (`torch.cpu._is_amx_tile_supported()`)."""
     import torch
     return not has_gpu() and bool(torch.cpu._is_amx_tile_supported())
+
+
+def core_share(index: int, workers: int) -> list[int]:
+    """The cores worker `index` of `workers` runs on: every `workers`-th core this process may use (all of them if
+    fewer; [] where the OS cannot pin). vLLM binds its threads to its process's cores (children inherit them):
+    two engines on the same cores spin against each other, and each runs several times slower than alone."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    cores = sorted(os.sched_getaffinity(0))
+    return cores[index % workers::workers] or cores
 
 
 def best_dtype() -> str | None:
