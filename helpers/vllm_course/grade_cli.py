@@ -177,7 +177,7 @@ def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[
     own share of the cores (`machine.core_share`)."""
     import psutil
     from tqdm.auto import tqdm
-    free = [(env, core_share(n, len(envs)) if len(envs) > 1 else []) for n, env in enumerate(envs)]
+    free = [(env, core_share(n, len(envs))) for n, env in enumerate(envs)]
     logs = course / "grading" / "logs" / exercise
     bar = tqdm(total=len(students), unit="student", desc=f"autograde {exercise}", disable=not progress)
 
