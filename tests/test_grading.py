@@ -176,6 +176,28 @@ class TestScriptProbe:
         with pytest.raises(GradingCheckError, match="main\\(\\) built no vllm.LLM engine"):
             grading.check_engine_answered(offline, 0, "some/folder")
 
+    def test_is_an_online_run_stopped_at_its_first_request(self, tmp_path):
+        """Does `requests_online` stop a script at its first hub request, and let one that sets the flag itself end?"""
+        import time
+
+        from vllm_course import grading
+
+        script = tmp_path / "offline_generate.py"
+        script.write_text(self.SCRIPT.replace("    return {", "        time.sleep(600)\n    return {")
+                          .replace("import json,", "import time, json,"))
+        flagged = tmp_path / "flagged.py"
+        flagged.write_text("import os\nos.environ['HF_HUB_OFFLINE'] = '1'\n" + self.SCRIPT)
+        sentinel = grading.sentinel_hub()
+        try:
+            start = time.monotonic()
+            asked = grading.requests_online(script, "ask-the-hub", "Q?", sentinel=sentinel)
+            stopped_after = time.monotonic() - start
+            quiet = grading.requests_online(flagged, "some/folder", "Q?", sentinel=sentinel)
+        finally:
+            sentinel.stop()
+        assert asked == 1 and stopped_after < 60  # not the 600 s the script would sleep after its request
+        assert quiet == 0
+
     def test_is_a_script_that_cannot_start_a_grading_error_quoting_it(self, tmp_path):
         """Does a script that fails at import give a GradingCheckError with its traceback's last line?"""
         from vllm_course import grading

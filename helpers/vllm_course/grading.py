@@ -18,9 +18,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from . import cache, formats, hub
 from .build import require
@@ -330,14 +333,10 @@ class ScriptRun:
         return self.jobs[index]
 
 
-def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, offline: bool, endpoint: str,
-               hub_cache: str | os.PathLike[str] | None = None, reference: str | os.PathLike[str] | None = None,
-               timeout: float = 600) -> ScriptRun:
-    """Run the script's `main(model, question)` for each (model, question) job in one fresh process under the probe.
-
-    `offline` sets HF_HUB_OFFLINE=1 (else removes it), `endpoint` is HF_ENDPOINT (a sentinel whose requests are
-    counted per job), `hub_cache` HF_HUB_CACHE; the grader then loads `reference` to answer each question greedily.
-    """
+def _probe_command(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, offline: bool, endpoint: str,
+                   hub_cache: str | os.PathLike[str] | None, reference: str | os.PathLike[str] | None = None
+                   ) -> tuple[list[str], dict[str, str], Path]:
+    """The probe's command line, its environment and the report file it writes (see `run_script`)."""
     work = scratch_dir("script-probe-")
     probe, report = work / "probe.py", work / "report.json"
     probe.write_text(SCRIPT_PROBE, encoding="utf-8")
@@ -346,12 +345,44 @@ def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, o
            **({} if hub_cache is None else {"HF_HUB_CACHE": str(hub_cache)})}
     payload = json.dumps([{"model": str(m), "question": q} for m, q in jobs])
     argv = [sys.executable, str(probe), str(report), str(Path(script).resolve()), endpoint, payload]
-    done = subprocess.run(argv + ([str(reference)] if reference else []), env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return argv + ([str(reference)] if reference else []), env, report
+
+
+def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, offline: bool, endpoint: str,
+               hub_cache: str | os.PathLike[str] | None = None, reference: str | os.PathLike[str] | None = None,
+               timeout: float = 600) -> ScriptRun:
+    """Run the script's `main(model, question)` for each (model, question) job in one fresh process under the probe.
+
+    `offline` sets HF_HUB_OFFLINE=1 (else removes it), `endpoint` is HF_ENDPOINT (a sentinel whose requests are
+    counted per job), `hub_cache` HF_HUB_CACHE; the grader then loads `reference` to answer each question greedily.
+    """
+    argv, env, report = _probe_command(script, jobs, offline=offline, endpoint=endpoint, hub_cache=hub_cache,
+                                       reference=reference)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     if not report.is_file():
         return ScriptRun(done.returncode or 1, None, (), {}, done.stderr)
     seen = json.loads(report.read_text(encoding="utf-8"))
     return ScriptRun(done.returncode, seen["hf_offline"], tuple(seen["jobs"]), seen["expected"], done.stderr)
+
+
+def requests_online(script: str | os.PathLike[str], model: str, question: str, *, sentinel: HubHandle,
+                    hub_cache: str | os.PathLike[str] | None = None, timeout: float = 600) -> int:
+    """Run the script's `main(model, question)` under the probe without HF_HUB_OFFLINE, HF_ENDPOINT the `sentinel`;
+    return the requests the sentinel logged. The process is stopped at the first one: that is all the check needs,
+    and it saves loading the engine (0: the script ran to its end without asking the hub)."""
+    argv, env, _ = _probe_command(script, [(model, question)], offline=False, endpoint=sentinel.url,
+                                  hub_cache=hub_cache)
+    before, deadline = sentinel.stats().requests, time.monotonic() + timeout
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while child.poll() is None and sentinel.stats().requests == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(psutil.Error):
+            for process in [*psutil.Process(child.pid).children(recursive=True), psutil.Process(child.pid)]:
+                process.kill()
+        child.wait()
+    return sentinel.stats().requests - before
 
 
 def check_engine_answered(run: ScriptRun, index: int, model: str | os.PathLike[str]) -> str:
