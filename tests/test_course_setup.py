@@ -15,7 +15,10 @@ from vllm_course.course import setup
 seen = []
 for profile in sys.argv[1:]:
     c = setup(profile, start_hub=False)
-    seen.append({"endpoint": c.endpoint, "hf_home": str(c.hf_home), "base": c.models.base})
+    imported = "vllm" in sys.modules  # before anything asks what vLLM can run
+    seen.append({"endpoint": c.endpoint, "hf_home": str(c.hf_home), "base": c.models.base, "vllm_imported": imported,
+                 "quantized": c.models.quantized, "gptq": c.models.gptq, "w8a8": c.models.w8a8,
+                 "w4a16": c.quant.w4a16, "device": c.device})
 print(json.dumps(seen))
 """
 
@@ -41,6 +44,15 @@ class TestProfiles:
         assert online["endpoint"] == "https://huggingface.co"
         assert online["hf_home"] == str(config.course_hf_home())
         assert online["base"] == config.ONLINE_MODELS[config.BASE_MODEL]
+
+    def test_is_vllm_probed_only_when_asked_and_the_quantized_model_the_one_it_runs(self, base_model):
+        """Does setup() leave vLLM unimported (a notebook that never loads an engine does not pay ~5 s), and is
+        `models.quantized` GPTQ where vLLM's kernels run 4-bit here and W8A8 elsewhere, in either profile?"""
+        offline, online = _run("offline", "online")
+        assert offline["vllm_imported"] is False  # the online one follows this one's probe, in one process
+        for seen in (offline, online):
+            assert seen["quantized"] == (seen["gptq"] if seen["w4a16"] else seen["w8a8"])
+            assert seen["device"] in ("cpu", "cuda")
 
     def test_is_an_unknown_profile_refused_in_one_line(self):
         """Does a typo in the profile name give a one-line error naming the valid profiles?"""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import config, envvars
 from .envvars import EnvSetting
-from .machine import QuantSupport, quant_support
+from .machine import QuantSupport, has_gpu, quant_support
 
 # Why setup() sets (or unsets) each HF variable; print(course) shows it.
 _WHY = {
@@ -41,7 +41,11 @@ class CourseModels:
     gptq: str
     awq: str
     w8a8: str
-    quantized: str  # the one this machine runs: gptq where 4-bit kernels exist, else w8a8
+
+    @property
+    def quantized(self) -> str:
+        """The quantized model this machine runs: gptq where vLLM has a 4-bit kernel, else w8a8."""
+        return self.gptq if quant_support().w4a16 else self.w8a8
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,17 @@ class Course:
     hf_home: Path
     hub_cache: Path
     models: CourseModels
-    device: str
-    quant: QuantSupport
     upstream: str | None = None  # online profile: the hub the course hub mirrors
     environment: tuple[EnvSetting, ...] = ()  # every env var the course set in this process, with why
+
+    @property
+    def device(self) -> str:
+        return "cuda" if has_gpu() else "cpu"
+
+    @property
+    def quant(self) -> QuantSupport:
+        """Which quantized formats vLLM can run here, and why (probed on first use: it imports vllm, ~5 s)."""
+        return quant_support()
 
     def __str__(self) -> str:
         mirrors = f" (mirror of {self.upstream})" if self.upstream and self.upstream != self.endpoint else ""
@@ -110,11 +121,9 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
     from . import cell_errors, engine
     engine.prepare_environment()
     cell_errors.register()  # in a notebook: a failed vLLM / huggingface_hub call gets one line of advice
-    quant = quant_support()
     return Course(profile=profile, endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"),
                   hf_home=hf_home, hub_cache=hf_home / "hub",  # _apply() set HF_HOME and unset HF_HUB_CACHE
-                  models=CourseModels(**ids, quantized=ids["gptq" if quant.w4a16 else "w8a8"]),
-                  device=quant.device, quant=quant, upstream=config.UPSTREAM if profile == "online" else None,
+                  models=CourseModels(**ids), upstream=config.UPSTREAM if profile == "online" else None,
                   environment=tuple(envvars.recorded()))
 
 
