@@ -120,6 +120,25 @@ class TestCoreShares:
         else:
             assert shares == [cores, cores]
 
+    def test_does_a_process_started_from_a_pinned_thread_run_on_that_threads_share(self):
+        """`build_all` pins each quantizer's thread to a core share: does the process that thread starts inherit
+        the share, while the rest of this process keeps every core?"""
+        import json
+        import threading
+
+        cores, share, seen = sorted(os.sched_getaffinity(0)), machine.core_share(1, 2), []
+
+        def start_child() -> None:
+            os.sched_setaffinity(0, share)
+            seen.append(subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                                       capture_output=True, text=True, timeout=60).stdout)
+
+        thread = threading.Thread(target=start_child)
+        thread.start()
+        thread.join()
+        assert json.loads(seen[0]) == share
+        assert sorted(os.sched_getaffinity(0)) == cores
+
 
 class TestForcedAvx2Library:
     def test_does_the_avx2_library_lack_the_4bit_kernel(self, support):

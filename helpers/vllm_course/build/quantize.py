@@ -105,7 +105,7 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
                GPTQMODEL_CACHE_DIR=str(python.parent.parent / "gptqmodel_cache"))
     cmd = [str(python), str(_TOOL_SCRIPT), "--method", method, "--src", str(src),
            "--dst", str(out), "--report", str(report)]
-    print(f"Quantizing {src.name} to {method.upper()} 4-bit on CPU (3-7 min on 2 cores); log: {log}", flush=True)
+    print(f"Quantizing {src.name} to {method.upper()} 4-bit on CPU (minutes); log: {log}", flush=True)
     try:
         with log.open("w") as log_file:  # cwd: gptqmodel writes its own logs/ folder there
             proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
