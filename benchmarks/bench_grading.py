@@ -63,9 +63,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=4)
     parser.add_argument("--exercise", default="ex1_download_and_cache")
-    parser.add_argument("--answers", default="ex1-modules", help="answer set from tests/nbgrader_submissions")
+    parser.add_argument("--answers", default=None,
+                        help="answer set from tests/nbgrader_submissions (default: the exercise's correct exN-modules)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
+    args.answers = args.answers or f"{args.exercise.split('_')[0]}-modules"
     require(config.BASE_MODEL)
     print(f"{args.students} x {args.answers} on {args.exercise}, {os.cpu_count()} CPUs, SQLite gradebook")
     print(f"{'workers':>7} {'seconds':>8} {'students/min':>12}  failed  same scores  per student (seconds/score)")
