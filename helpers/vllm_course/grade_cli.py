@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import config
 from .errors import CourseError
-from .machine import core_share
+from .machine import core_share, kill_tree
 
 STUDENT_TIMEOUT_S = 3600  # backstop for a whole notebook: nbgrader's own limit is per cell
 _BIN = Path(sys.executable).parent  # nbgrader shells out to this venv's `alembic` and starts its kernel
@@ -195,9 +195,7 @@ def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[
                     code = proc.wait(timeout=student_timeout)
                     error = f"autograde exited {code} {log}" if code else ""
                 except subprocess.TimeoutExpired:
-                    tree = psutil.Process(proc.pid).children(recursive=True)  # kernels run in sessions of their own
-                    for p in [psutil.Process(proc.pid), *tree]:
-                        p.kill()
+                    kill_tree(proc.pid)  # with its kernels and their engines
                     proc.wait()
                     error = f"killed after {student_timeout:g} s {log}"
             return StudentGrade(student, None, 0.0, time.perf_counter() - start, error)

@@ -23,13 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from . import cache, formats, hub
 from .build import require
 from .errors import GradingCheckError, HubUnreachableError
 from .hub import HubHandle, HubStats
 from .hub.repos import file_hashes
+from .machine import kill_tree
 
 WEIGHT_SUFFIXES = (*formats.WEIGHT_SUFFIXES, ".pth")
 
@@ -378,9 +377,7 @@ def requests_online(script: str | os.PathLike[str], model: str, question: str, *
         while child.poll() is None and sentinel.stats().requests == before and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        with contextlib.suppress(psutil.Error):
-            for process in [*psutil.Process(child.pid).children(recursive=True), psutil.Process(child.pid)]:
-                process.kill()
+        kill_tree(child.pid)
         child.wait()
     return sentinel.stats().requests - before
 

@@ -8,6 +8,7 @@ has instead of finding out by a crash. On a GPU the rules are vLLM 0.32's kernel
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -86,6 +87,17 @@ def core_share(index: int, workers: int) -> list[int]:
         return []
     cores = sorted(os.sched_getaffinity(0))
     return cores[index % workers::workers] or cores
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process below it, found before the first kill (kernels and engines run in
+    sessions of their own, so a process group would miss them); processes already gone are skipped."""
+    import psutil
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
 
 def best_dtype() -> str | None:
