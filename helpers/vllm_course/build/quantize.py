@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import config
+from . import installer
 from ..errors import ModelBuildError
 
 Method = Literal["gptq", "awq"]
@@ -72,13 +73,13 @@ def ensure_tool_venv() -> Path:
     if venv.exists():
         shutil.rmtree(venv)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    _run_logged([sys.executable, "-m", "venv", str(venv)], f"Creating the venv {venv}")
+    _check(subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True),
+           f"Creating the venv {venv}")
     lock = venv / "constraints.txt"
     lock.write_text("\n".join(_LOCK) + "\n")
     for i, (what, args) in enumerate(_STEPS, 1):
         print(f"  [{i}/{len(_STEPS)}] pip install {what}", flush=True)
-        _run_logged([str(python), "-m", "pip", "install", "--quiet", "--no-input", "-c", str(lock), *args],
-                    f"Installing {what} into {venv}")
+        _check(installer.install(python, ["-c", str(lock), *args]), f"Installing {what} into {venv}")
     stamp.write_text(wanted + "\n")
     print(f"  tool venv ready in {time.perf_counter() - start:.0f} s", flush=True)
     return python
@@ -123,12 +124,12 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
     return settings
 
 
-def _run_logged(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    """ModelBuildError naming `what` and the last lines of its output, if `proc` failed."""
     if proc.returncode != 0:
         raise ModelBuildError(f"{what} failed (exit {proc.returncode}); check network access to the package index "
                               f"and disk space, then retry. Last output: {_tail(proc.stderr or proc.stdout)}"
-                              ) from subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+                              ) from subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
 
 
 def _tail(text: str, lines: int = 5) -> str:
