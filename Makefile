@@ -79,10 +79,11 @@ NBVAL_NOTEBOOKS := notebooks/00_start_here.ipynb notebooks/lessons
 PYTEST_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# One session: the tests and every lesson's outputs (nbval) share both workers to the end.
 test: models class
-	$(PY) -m pytest -q -rs --durations=15 $(XDIST) tests
 	$(PY) tests/nbval_sanitizers.py > $(VENV)/nbval_sanitize.cfg  # tests/nbval_sanitize.cfg + this course home
-	$(PY) -m pytest -q $(XDIST) --nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
+	$(PY) -m pytest -q -rs --durations=15 $(XDIST) tests \
+		--nbval $(NBVAL_NOTEBOOKS) --nbval-sanitize-with $(VENV)/nbval_sanitize.cfg
 
 # Every adversarial submission of tests/nbgrader_submissions (correct variants and cheats), graded
 # through nbgrader: ~40 min on 2 busy cores, so `make test` grades two per exercise: `*-modules`

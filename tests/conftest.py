@@ -89,13 +89,14 @@ def vllm_engines():
     release_all()
 
 
-# The files that take longest start first, so that `make test`'s two xdist workers end close together.
-LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_classroom.py")
+# The files that take longest start first, then the lessons (nbval, 0.5-2 min each), so that `make test`'s two
+# xdist workers end close together.
+LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_classroom.py", ".ipynb")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        name = item.path.name
+        name = item.path.name if item.path.suffix != ".ipynb" else ".ipynb"
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: every other file keeps its order

@@ -46,8 +46,8 @@ def require(repo_id: str) -> Path:
 def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = False,
               log: Callable[[str], None] = print) -> list[BuiltRepo]:
     """Build the repos missing or out of date (`force`: all; `quick`: `config.QUICK_MODELS`; `awq`: default
-    `wants_awq()`) and return them all: the quick ones one at a time, then GPTQ and AWQ side by side, each on its
-    own share of the cores. Raises ModelBuildError naming the step."""
+    `wants_awq()`) and return them all: the quick ones one at a time (the quantizer's tool venv installs meanwhile),
+    then GPTQ and AWQ side by side, each on its own share of the cores. Raises ModelBuildError naming the step."""
     awq = wants_awq() if awq is None else awq
     wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
     with _build_lock(log):
@@ -64,17 +64,20 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
                 _write_manifest(manifest)
             log(f"built       {repo_id} in {entry['provenance']['build_seconds']:.0f} s")
 
-        for repo_id in wanted:
-            if repo_id not in stale:
-                _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
-                log(f"up to date  {repo_id}")
-            elif repo_id in config.QUICK_MODELS:
-                build(repo_id)
+        quantized = [r for r in stale if r not in config.QUICK_MODELS]
+        with ThreadPoolExecutor(1) as venv_pool:  # the quantizer's tool venv installs while the quick repos build
+            tool_venv = venv_pool.submit(quantize.ensure_tool_venv) if quantized else None
+            for repo_id in wanted:
+                if repo_id not in stale:
+                    _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
+                    log(f"up to date  {repo_id}")
+                elif repo_id in config.QUICK_MODELS:
+                    build(repo_id)
+            if tool_venv:
+                tool_venv.result()  # its error, if any, raised here
         # gptqmodel gains little from a second core (2-core Xeon: GPTQ 123 s on both, 83 s on one while AWQ ran on
         # the other): side by side the two took 112 s, one after the other 222 s.
-        quantized = [r for r in stale if r not in config.QUICK_MODELS]
         if quantized:
-            quantize.ensure_tool_venv()  # once, before the threads that use it
             with ThreadPoolExecutor(len(quantized)) as pool:
                 for done in [pool.submit(build, r, core_share(n, len(quantized))) for n, r in enumerate(quantized)]:
                     done.result()  # the first build error, raised here
