@@ -91,7 +91,8 @@ class TestInstaller:
     """`build/installer.py`: uv installs with pip's settings; pip installs where uv has no equivalent."""
 
     def test_does_uv_get_pips_settings(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-        """Do pip's find-links, constraints and timeout, set as PIP_* variables, reach uv's command line?"""
+        """Do pip's find-links, constraints and timeout, set as PIP_* variables, reach uv's command line (and
+        replace what pip.conf says, as they do for pip)?"""
         constraints = tmp_path / "constraints.txt"
         constraints.write_text("packaging<=26.4\n")
         monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
@@ -102,6 +103,7 @@ class TestInstaller:
         cmd, env = found
         flags = list(zip(cmd, cmd[1:]))
         assert ("--find-links", str(tmp_path)) in flags and ("--constraint", str(constraints)) in flags
+        assert cmd.count("--find-links") == 1, "PIP_FIND_LINKS replaces pip.conf's find-links, as in pip"
         assert ("--python", sys.executable) in flags and env["UV_HTTP_TIMEOUT"] == "77"
 
     def test_does_a_setting_uv_lacks_send_the_install_to_pip(self, monkeypatch: pytest.MonkeyPatch, capsys):

@@ -34,15 +34,15 @@ def uv_command(python: Path) -> tuple[list[str], dict[str, str]] | None:
         return None
     cmd = [str(uv), "pip", "install", "--python", str(python), "--index-strategy", "unsafe-best-match",
            "--compile-bytecode"]  # as pip does; else imports compile (each time, under PYTHONDONTWRITEBYTECODE)
-    env, seen = dict(os.environ), set()
+    settings: dict[str, str] = {}  # listed from the files up to PIP_* variables: the last one wins, as in pip
     for line in listed.stdout.splitlines():  # e.g. global.find-links='/opt/wheels'  :env:.no-index='1'
         key, _, value = line.partition("=")
-        key, value = key.rsplit(".", 1)[-1], " ".join(shlex.split(value))
+        settings[key.rsplit(".", 1)[-1]] = " ".join(shlex.split(value))
+    env = dict(os.environ)
+    for key, value in settings.items():
         if key in _FLAGS:
             for item in value.split():
-                if (key, item) not in seen:
-                    seen.add((key, item))
-                    cmd += [_FLAGS[key], item]
+                cmd += [_FLAGS[key], item]
         elif key in _ENV:
             env[_ENV[key]] = value
         elif key == "no-index" and value.lower() in {"1", "true", "yes", "on"}:
