@@ -23,14 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, formats, hub
-from .build import require
-from .errors import GradingCheckError, HubUnreachableError
-from .hub import HubHandle, HubStats
-from .hub.repos import file_hashes
-from .machine import kill_tree
+from .. import cache, formats, hub
+from ..build import require
+from ..errors import GradingCheckError, HubUnreachableError
+from ..hub import HubHandle, HubStats
+from ..hub.repos import file_hashes
+from ..machine import kill_tree
 
 WEIGHT_SUFFIXES = (*formats.WEIGHT_SUFFIXES, ".pth")
+_SCRIPT_PROBE = Path(__file__).with_name("script_probe.py")  # run by path in a fresh process (`run_script`)
 
 
 @dataclass(frozen=True)
@@ -217,101 +218,6 @@ def random_questions(n: int = 1) -> list[str]:
     return random.sample(QUESTIONS, n)
 
 
-SCRIPT_PROBE = textwrap.dedent('''\
-    """Grading probe: run a learner's script, call its main(model, question), record engines and texts."""
-    # python probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
-    # Only the standard library is imported before the script runs, so it sees its environment as it would alone.
-    import importlib.abc, importlib.util, json, os, runpy, sys, urllib.request
-
-    report_path, script, sentinel, jobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-    reference = sys.argv[5] if len(sys.argv) > 5 else ""
-    engines, generated, watching = [], [], [True]
-
-    def _model(llm):
-        return str(llm.llm_engine.model_config.model)
-
-    def _watch(module):
-        cls = module.LLM
-        init, add, run = cls.__init__, cls._add_request, cls._run_engine
-        params = {}
-        def watched_init(self, *args, **kwargs):
-            init(self, *args, **kwargs)
-            if watching[0]:
-                engines.append(_model(self))
-        def watched_add(self, prompt, sampling, *args, **kwargs):
-            request_id = add(self, prompt, sampling, *args, **kwargs)
-            params[(id(self), str(request_id))] = {"temperature": getattr(sampling, "temperature", None),
-                                                    "max_tokens": getattr(sampling, "max_tokens", None)}
-            return request_id
-        def watched_run(self, *args, **kwargs):
-            outputs = run(self, *args, **kwargs)
-            if watching[0]:
-                for out in outputs:
-                    prompt = out.prompt or self.get_tokenizer().decode(out.prompt_token_ids or [])
-                    for c in getattr(out, "outputs", []):
-                        generated.append({"model": _model(self), "prompt": prompt, "text": c.text,
-                                          "tokens": len(c.token_ids),
-                                          "params": params.get((id(self), str(out.request_id)), {})})
-            return outputs
-        cls.__init__, cls._add_request, cls._run_engine = watched_init, watched_add, watched_run
-
-    class _WatchVllm(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "vllm.entrypoints.llm":
-                return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
-            load = spec.loader.exec_module
-
-            def exec_module(module):
-                load(module)
-                _watch(module)
-
-            spec.loader.exec_module = exec_module
-            return spec
-
-    def _sentinel_requests():
-        if not sentinel:
-            return None
-        with urllib.request.urlopen(sentinel.rstrip("/") + "/_course/stats", timeout=10) as answer:
-            return json.load(answer)["requests"]
-
-    sys.meta_path.insert(0, _WatchVllm())
-    namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
-    results = []
-    for job in jobs:
-        first_engine, first_text, requests = len(engines), len(generated), _sentinel_requests()
-        try:
-            returned, error = namespace["main"](job["model"], job["question"]), None
-        except BaseException as exc:  # noqa: BLE001 - reported; the grader decides
-            returned, error = None, f"{type(exc).__name__}: {str(exc)[-600:]}"
-        after = _sentinel_requests()
-        results.append({**job, "returned": returned, "error": error, "engines": engines[first_engine:],
-                        "generated": generated[first_text:],
-                        "requests": None if requests is None else after - requests})
-    from huggingface_hub import constants
-
-    report = {"hf_offline": bool(constants.HF_HUB_OFFLINE), "jobs": results, "expected": {}}
-    if reference:
-        watching[0] = False
-        from vllm import LLM, SamplingParams
-        from vllm_course.engine import machine_kwargs
-
-        llm = LLM(model=reference, **machine_kwargs())
-        for job in jobs:
-            out = llm.chat([{"role": "user", "content": job["question"]}],
-                           SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
-            report["expected"][job["question"]] = out[0].outputs[0].text
-    with open(report_path, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, default=repr)
-    import psutil
-
-    for child in psutil.Process().children(recursive=True):  # e.g. an engine process the script started
-        child.kill()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # the report is written: skip the ~3 s an interpreter holding vLLM takes to shut down
-''')
 
 
 @dataclass(frozen=True)
@@ -336,14 +242,12 @@ def _probe_command(script: str | os.PathLike[str], jobs: list[tuple[str, str]], 
                    hub_cache: str | os.PathLike[str] | None, reference: str | os.PathLike[str] | None = None
                    ) -> tuple[list[str], dict[str, str], Path]:
     """The probe's command line, its environment and the report file it writes (see `run_script`)."""
-    work = scratch_dir("script-probe-")
-    probe, report = work / "probe.py", work / "report.json"
-    probe.write_text(SCRIPT_PROBE, encoding="utf-8")
+    report = scratch_dir("script-probe-") / "report.json"
     env = {**{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}, "HF_ENDPOINT": endpoint,
            **({"HF_HUB_OFFLINE": "1"} if offline else {}),
            **({} if hub_cache is None else {"HF_HUB_CACHE": str(hub_cache)})}
     payload = json.dumps([{"model": str(m), "question": q} for m, q in jobs])
-    argv = [sys.executable, str(probe), str(report), str(Path(script).resolve()), endpoint, payload]
+    argv = [sys.executable, str(_SCRIPT_PROBE), str(report), str(Path(script).resolve()), endpoint, payload]
     return argv + ([str(reference)] if reference else []), env, report
 
 
@@ -458,7 +362,7 @@ def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
     figure fits), watching `tokens_per_second` in `namespace` (the kernel's globals) meanwhile."""
     import resource
 
-    from . import engine
+    from .. import engine
     copy = scratch_dir("graded-") / "model-under-test"
     copy.mkdir()
     for item in require(repo_id).iterdir():  # the files the hub serves for it

@@ -1,0 +1,123 @@
+"""Grading probe, run by path in a fresh process: import a learner's script, call its `main(model, question)`
+per job, record the vLLM engines it built and the texts they generated (`grading.run_script` reads the report).
+
+    python script_probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
+
+Only the standard library is imported before the script runs, so it sees its environment as it would alone.
+"""
+
+import importlib.abc
+import importlib.util
+import json
+import os
+import runpy
+import sys
+import urllib.request
+
+engines: list[str] = []  # the model of each engine built while watching
+generated: list[dict] = []  # each text an engine generated while watching
+watching = [True]
+
+
+def _model(llm) -> str:
+    return str(llm.llm_engine.model_config.model)
+
+
+def _watch(module) -> None:
+    """Wrap `vllm.LLM`'s constructor, request intake and run loop to record engines, texts and sampling."""
+    cls = module.LLM
+    init, add, run = cls.__init__, cls._add_request, cls._run_engine
+    params = {}
+
+    def watched_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if watching[0]:
+            engines.append(_model(self))
+
+    def watched_add(self, prompt, sampling, *args, **kwargs):
+        request_id = add(self, prompt, sampling, *args, **kwargs)
+        params[(id(self), str(request_id))] = {"temperature": getattr(sampling, "temperature", None),
+                                                "max_tokens": getattr(sampling, "max_tokens", None)}
+        return request_id
+
+    def watched_run(self, *args, **kwargs):
+        outputs = run(self, *args, **kwargs)
+        if watching[0]:
+            for out in outputs:
+                prompt = out.prompt or self.get_tokenizer().decode(out.prompt_token_ids or [])
+                for c in getattr(out, "outputs", []):
+                    generated.append({"model": _model(self), "prompt": prompt, "text": c.text,
+                                      "tokens": len(c.token_ids),
+                                      "params": params.get((id(self), str(out.request_id)), {})})
+        return outputs
+
+    cls.__init__, cls._add_request, cls._run_engine = watched_init, watched_add, watched_run
+
+
+class _WatchVllm(importlib.abc.MetaPathFinder):
+    """Watch `vllm.entrypoints.llm` as soon as the script imports it, however it does."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "vllm.entrypoints.llm":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            _watch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _requests(sentinel: str) -> int | None:
+    """Requests the sentinel hub has logged so far (None: no sentinel)."""
+    if not sentinel:
+        return None
+    with urllib.request.urlopen(sentinel.rstrip("/") + "/_course/stats", timeout=10) as answer:
+        return json.load(answer)["requests"]
+
+
+def main(report_path: str, script: str, sentinel: str, jobs: list[dict], reference: str = "") -> None:
+    sys.meta_path.insert(0, _WatchVllm())
+    namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
+    results = []
+    for job in jobs:
+        first_engine, first_text, requests = len(engines), len(generated), _requests(sentinel)
+        try:
+            returned, error = namespace["main"](job["model"], job["question"]), None
+        except BaseException as exc:  # noqa: BLE001 - reported; the grader decides
+            returned, error = None, f"{type(exc).__name__}: {str(exc)[-600:]}"
+        after = _requests(sentinel)
+        results.append({**job, "returned": returned, "error": error, "engines": engines[first_engine:],
+                        "generated": generated[first_text:],
+                        "requests": None if requests is None else after - requests})
+    from huggingface_hub import constants
+
+    report = {"hf_offline": bool(constants.HF_HUB_OFFLINE), "jobs": results, "expected": {}}
+    if reference:  # the grader's own greedy answer to each question
+        watching[0] = False
+        from vllm import LLM, SamplingParams
+
+        from vllm_course.engine import machine_kwargs
+
+        llm = LLM(model=reference, **machine_kwargs())
+        for job in jobs:
+            out = llm.chat([{"role": "user", "content": job["question"]}],
+                           SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
+            report["expected"][job["question"]] = out[0].outputs[0].text
+    with open(report_path, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, default=repr)
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):  # e.g. an engine process the script started
+        child.kill()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # the report is written: skip the ~3 s an interpreter holding vLLM takes to shut down
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), *sys.argv[5:6])
