@@ -184,11 +184,13 @@ def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, Loa
 def release(llm: Any) -> None:
     """Shut an engine down and free its memory so the next load in this process starts clean."""
     core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    shut = False
     with contextlib.suppress(Exception):
         if core is not None:
-            core.shutdown()
+            core.shutdown()  # vLLM's own teardown: its process groups, then gc.collect()
+            shut = True
     del llm, core
-    _free_memory()
+    gc.collect() if shut else _free_memory()  # one more collection frees the engine object itself
 
 
 def rss_bytes() -> int:

@@ -257,7 +257,8 @@ def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, o
     """Run the script's `main(model, question)` for each (model, question) job in one fresh process under the probe.
 
     `offline` sets HF_HUB_OFFLINE=1 (else removes it), `endpoint` is HF_ENDPOINT (a sentinel whose requests are
-    counted per job), `hub_cache` HF_HUB_CACHE; the grader then loads `reference` to answer each question greedily.
+    counted per job), `hub_cache` HF_HUB_CACHE; then each question is answered greedily from the `reference`
+    folder, by the engine the script built from it (else by one the probe loads): `ScriptRun.expected`.
     """
     argv, env, report = _probe_command(script, jobs, offline=offline, endpoint=endpoint, hub_cache=hub_cache,
                                        reference=reference)

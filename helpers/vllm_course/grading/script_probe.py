@@ -15,6 +15,7 @@ import sys
 import urllib.request
 
 engines: list[str] = []  # the model of each engine built while watching
+built: list = []  # those engines, to answer the grader's questions with afterwards
 generated: list[dict] = []  # each text an engine generated while watching
 watching = [True]
 
@@ -33,6 +34,7 @@ def _watch(module) -> None:
         init(self, *args, **kwargs)
         if watching[0]:
             engines.append(_model(self))
+            built.append(self)
 
     def watched_add(self, prompt, sampling, *args, **kwargs):
         request_id = add(self, prompt, sampling, *args, **kwargs)
@@ -80,6 +82,28 @@ def _requests(sentinel: str) -> int | None:
         return json.load(answer)["requests"]
 
 
+def _greedy_answers(questions: list[str], reference: str) -> dict[str, str]:
+    """The grader's greedy answer to each question, one chat message each: asked of the last engine the script
+    built from the `reference` folder (the same weights and settings: no load), else of an engine of the grader's."""
+    from vllm import LLM, SamplingParams
+
+    def ask(llm) -> dict[str, str]:
+        params = SamplingParams(temperature=0, max_tokens=24)
+        return {q: LLM.chat(llm, [{"role": "user", "content": q}], params, use_tqdm=False)[0].outputs[0].text
+                for q in questions}
+
+    wanted = os.path.realpath(reference)
+    for llm in reversed(built):
+        if os.path.realpath(_model(llm)) == wanted:
+            try:
+                return ask(llm)
+            except Exception:  # noqa: BLE001 - e.g. the script shut its engine down: load one
+                break
+    from vllm_course.engine import machine_kwargs
+
+    return ask(LLM(model=reference, **machine_kwargs()))
+
+
 def main(report_path: str, script: str, sentinel: str, jobs: list[dict], reference: str = "") -> None:
     sys.meta_path.insert(0, _WatchVllm())
     namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
@@ -97,17 +121,9 @@ def main(report_path: str, script: str, sentinel: str, jobs: list[dict], referen
     from huggingface_hub import constants
 
     report = {"hf_offline": bool(constants.HF_HUB_OFFLINE), "jobs": results, "expected": {}}
-    if reference:  # the grader's own greedy answer to each question
+    if reference:
         watching[0] = False
-        from vllm import LLM, SamplingParams
-
-        from vllm_course.engine import machine_kwargs
-
-        llm = LLM(model=reference, **machine_kwargs())
-        for job in jobs:
-            out = llm.chat([{"role": "user", "content": job["question"]}],
-                           SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)
-            report["expected"][job["question"]] = out[0].outputs[0].text
+        report["expected"] = _greedy_answers([job["question"] for job in jobs], reference)
     with open(report_path, "w", encoding="utf-8") as fh:
         json.dump(report, fh, default=repr)
     import psutil
