@@ -186,6 +186,18 @@ class TestMirrorErrors:
         assert response.status_code == 502
         assert "upstream" in response.json()["error"]
 
+    def test_is_a_gated_upstream_file_refused_though_the_hub_holds_a_token(self, upstream, hub_root, mirror_root,
+                                                                          monkeypatch):
+        """Does the mirror fetch with no token (not even the HF_TOKEN of its own process), so that a gated
+        upstream file is refused to its clients as the upstream refuses it, and never fetched?"""
+        (make_tiny_repo(hub_root, "org/gated") / ".gated").write_text("hf_course_token\n", encoding="utf-8")
+        monkeypatch.setenv("HF_TOKEN", "hf_course_token")  # the mirror's process inherits it
+        with hub.start(root=mirror_root, port=0, upstream=upstream.url) as mirror:
+            response = httpx.get(f"{mirror.url}/org/gated/resolve/main/config.json", trust_env=False)
+            assert mirror.stats().upstream_fetches == 0
+        assert (response.status_code, response.headers["X-Error-Code"]) == (403, "GatedRepo")
+        assert upstream.stats().file("org/gated", "config.json").full_downloads == 0
+
     def test_does_a_local_repo_take_precedence_over_upstream(self, upstream, mirror_root, tmp_path):
         """Is a repo that exists as a plain folder in the mirror's root served as is, never fetched?"""
         make_tiny_repo(mirror_root, seed=7)

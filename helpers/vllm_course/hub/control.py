@@ -238,6 +238,7 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
     args += [] if port else ["--exit-with-parent"]  # a private free-port hub ends with its process
     package_parent = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
+    env.pop("HF_HUB_OFFLINE", None)  # a learner's offline mode is for clients: a mirror still fetches from its upstream
     with open(log_file, "ab") as log:
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  env=env, start_new_session=True)

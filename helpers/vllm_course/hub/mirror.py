@@ -1,16 +1,15 @@
 """Where the server gets a repo from: the root folder, or (mirror mode) a pull-through upstream.
 
 A plain folder under the root is served as it is. Any other repo is looked up on the upstream (another
-course hub, or the real Hub): its listing is kept in `<root>/<org>/<name>/.mirror/manifest.json`, and
-each file is fetched on its first GET, checked against the upstream's hash and stored under the root,
-then served from there, also with the upstream down or no `--upstream` at all.
+course hub, or the real Hub): its listing is kept in `<root>/<org>/<name>/.mirror/manifest.json`, and each
+file is fetched on its first GET (huggingface_hub's `hf_hub_download` into the repo's folder), checked against
+the upstream's hash, then served from there, also with the upstream down or no `--upstream` at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import httpx
 from ..errors import HubError
 from .log import RequestLog
 from .repos import (Entry, EntryNotFound, RepoNotFound, RepoStore, RepoView, RevisionNotFound, cached_hashes,
-                    check_revision, read_json, safe_repo_path, split_repo_path, validate_repo_id, write_json)
+                    check_revision, read_json, safe_repo_path, validate_repo_id, write_json)
 
 MANIFEST = Path(".mirror") / "manifest.json"
 REFRESH_SECONDS = 30.0  # how long a cached listing of `main` is trusted before the upstream is asked again
@@ -134,28 +133,21 @@ class Mirror:
             return False
 
     def _fetch_file(self, view: RepoView, entry: Entry) -> None:
-        folder = self.store.root / view.repo_id
-        tmp_dir = folder / ".mirror" / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        url = f"{self.upstream}/{view.repo_id}/resolve/{view.sha}/{quote(entry.path)}"
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
-        try:
-            with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True,
-                                                          trust_env=self._trust_env) as r:
-                _raise_for_upstream(r, view.repo_id)
-                for chunk in r.iter_bytes(1024 * 1024):
-                    out.write(chunk)
-            if not _matches(Path(tmp_name), entry):
-                raise UpstreamError(f"{url} sent bytes that do not match the upstream listing (size or hash)")
-            target = folder.joinpath(*split_repo_path(entry.path))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_name, target)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"could not fetch {url}: {exc}") from exc
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+        """Download one file into the repo's folder with huggingface_hub's `hf_hub_download` (no token: a gated
+        file stays refused, as to any client of this hub), then check its bytes against the listing."""
+        from huggingface_hub import errors, hf_hub_download
 
+        try:
+            path = Path(hf_hub_download(view.repo_id, entry.path, revision=view.sha, endpoint=self.upstream,
+                                        local_dir=self.store.root / view.repo_id, token=False, etag_timeout=self.timeout))
+        except errors.GatedRepoError as exc:
+            raise GatedUpstream(f"upstream: {view.repo_id} is gated") from exc
+        except OSError as exc:  # huggingface_hub's HTTP and network errors, a full disk
+            raise UpstreamError(f"could not fetch {entry.path} of {view.repo_id} from {self.upstream}: {exc}") from exc
+        if not _matches(path, entry):
+            path.unlink()
+            raise UpstreamError(f"{self.upstream} sent {view.repo_id}/{entry.path} with bytes that do not match its "
+                                "listing (size or hash)")
 
 def _matches(path: Path, entry: Entry) -> bool:
     """Whether a file has the entry's size and hash (sha256 for LFS, git blob id otherwise)."""
@@ -166,18 +158,15 @@ def _matches(path: Path, entry: Entry) -> bool:
 
 
 def _get(client: httpx.Client, url: str) -> httpx.Response:
+    """GET from the upstream; its errors as the lookup errors the hub answers with (else UpstreamError)."""
     try:
         response = client.get(url)
     except httpx.HTTPError as exc:
         raise UpstreamError(f"upstream {client.base_url} did not answer {url}: {exc}") from exc
-    _raise_for_upstream(response, url)
-    return response
-
-
-def _raise_for_upstream(response: httpx.Response, what: str) -> None:
     if response.status_code >= 400:
         code = response.headers.get("X-Error-Code", "")
         errors = {"RevisionNotFound": RevisionNotFound, "EntryNotFound": EntryNotFound, "GatedRepo": GatedUpstream,
                   "RepoNotFound": RepoNotFound}
         error = errors.get(code, RepoNotFound if response.status_code in (401, 404) else UpstreamError)
-        raise error(f"upstream: {what}: {response.status_code} {code}".strip())
+        raise error(f"upstream: {url}: {response.status_code} {code}".strip())
+    return response

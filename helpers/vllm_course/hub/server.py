@@ -288,6 +288,9 @@ def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | N
     that process is gone (a kernel's private hub)."""
     import uvicorn
 
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # the mirror's downloads: the hub's log holds requests, not progress bars
     app = HubApp(config).asgi()
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
