@@ -21,6 +21,7 @@ LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {
     "npcache": ("*.bin",),
 }
 WEIGHT_SUFFIXES = {".safetensors": "safetensors", ".bin": "bin", ".pt": "pt", ".gguf": "gguf"}
+WEIGHT_FILES = (*WEIGHT_SUFFIXES, ".pth")  # what a download of weights ends with (vLLM does not load .pth)
 # Weight files of other frameworks, which no load_format reads (named in messages all the same).
 OTHER_WEIGHT_SUFFIXES = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", ".tflite")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")

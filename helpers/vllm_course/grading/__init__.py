@@ -30,7 +30,6 @@ from ..hub import HubHandle, HubStats
 from ..hub.repos import file_hashes
 from ..machine import kill_tree
 
-WEIGHT_SUFFIXES = (*formats.WEIGHT_SUFFIXES, ".pth")
 _SCRIPT_PROBE = Path(__file__).with_name("script_probe.py")  # run by path in a fresh process (`run_script`)
 
 
@@ -158,9 +157,9 @@ def hub_stats(url: str | None = None) -> HubStats:
 
 def weight_downloads(stats: HubStats, repo_id: str) -> dict[str, int]:
     """Full downloads of each weight file of `repo_id` in a hub log (0 if never; ranged reads and HEADs don't count)."""
-    counts = {name: 0 for name in repo_files(repo_id) if name.endswith(WEIGHT_SUFFIXES)}
+    counts = {name: 0 for name in repo_files(repo_id) if name.endswith(formats.WEIGHT_FILES)}
     for item in stats.files:
-        if item.repo_id == repo_id and item.path.endswith(WEIGHT_SUFFIXES):
+        if item.repo_id == repo_id and item.path.endswith(formats.WEIGHT_FILES):
             counts[item.path] = item.full_downloads
     return counts
 

@@ -17,11 +17,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import HubError
-from ..formats import WEIGHT_SUFFIXES
+from ..formats import WEIGHT_FILES
 
 RECENT_LIMIT = 500
 COUNTERS = ("full_downloads", "ranged_reads", "heads", "bytes_sent", "upstream_fetches")
-WEIGHTS = (*WEIGHT_SUFFIXES, ".pth")  # vLLM does not load .pth, but it is a weight download
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class HubStats:
 
     def weight_downloads(self) -> int:
         """Full downloads of weight files (.safetensors, .bin, .pt, .pth, .gguf)."""
-        return sum(f.full_downloads for f in self.files if f.path.endswith(WEIGHTS))
+        return sum(f.full_downloads for f in self.files if f.path.endswith(WEIGHT_FILES))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (what `GET /_course/stats` returns), totals included."""

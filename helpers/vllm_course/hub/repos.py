@@ -21,10 +21,10 @@ from typing import Any
 from huggingface_hub.utils.sha import git_hash
 
 from ..errors import HubError
-from ..formats import WEIGHT_SUFFIXES
+from ..formats import WEIGHT_FILES
 
 # Served as git-LFS objects, as the Hub does: weights and other binary formats, or anything over 10 MiB.
-LFS_SUFFIXES = (*WEIGHT_SUFFIXES, ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+LFS_SUFFIXES = (*WEIGHT_FILES, ".ckpt", ".h5", ".msgpack", ".onnx")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 GATED_MARKER = ".gated"  # in a repo folder: the repo is gated; its lines are the tokens let through
 
