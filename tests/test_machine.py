@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -99,14 +98,10 @@ class TestEnvCheck:
 
 
 # A labelled test aid, not a fake: AVX2 code runs on AVX-512 CPUs, so a child process whose ISA check
-# is forced to AVX2 loads vLLM's real AVX2 library and shows that path where only AVX-512 machines exist.
-_FORCED_AVX2 = textwrap.dedent("""
-    import torch
-    torch.cpu._is_avx512_supported = lambda: False
-    from vllm_course.machine import quant_support
-    s = quant_support()
-    print(s.isa, s.library, s.w4a16, s.w8a8)
-""")
+# is forced to AVX2 (scripts/emulate_avx2, which scripts/avx2_check.sh uses too) loads vLLM's real AVX2
+# library and shows that path where only AVX-512 machines exist.
+_EMULATE_AVX2 = Path(__file__).resolve().parents[1] / "scripts" / "emulate_avx2"
+_PROBE = "from vllm_course.machine import quant_support; s = quant_support(); print(s.isa, s.library, s.w4a16, s.w8a8)"
 
 
 class TestCoreShares:
@@ -155,5 +150,7 @@ class TestForcedAvx2Library:
         """With vLLM's ISA check forced to AVX2 in a child: library _C_AVX2, no W4A16, W8A8 present?"""
         if support.isa == "AVX2":
             pytest.skip("this CPU is AVX2: TestRealIsa checked the AVX2 library natively")
-        out = subprocess.run([sys.executable, "-c", _FORCED_AVX2], capture_output=True, text=True, timeout=300)
+        path = os.pathsep.join(filter(None, [str(_EMULATE_AVX2), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300, env=env)
         assert out.stdout.split()[-4:] == ["AVX2", "vllm._C_AVX2", "False", "True"], out.stderr[-2000:]

@@ -1,0 +1,36 @@
+"""A labelled test aid, not part of the course: an AVX2-only CPU, as vLLM sees it, on an AVX-512 machine.
+
+Every Python process started with this folder on PYTHONPATH gets torch CPU ISA checks that answer as on
+an AVX2-only CPU (no AVX-512, no AVX512-BF16, no AMX). vLLM 0.32 asks exactly these checks to choose its
+kernel library (`vllm/platforms/cpu.py`), so it loads its real `vllm._C_AVX2`, which runs on AVX-512 CPUs
+too; the course's probe (`machine.quant_support`) asks them as well. With ONEDNN_MAX_CPU_ISA=AVX2 in the
+environment oneDNN keeps to AVX2 kernels too. Used by scripts/avx2_check.sh and tests/test_machine.py.
+"""
+
+import importlib.abc
+import importlib.util
+import sys
+
+ANSWERS = {"_is_avx512_supported": False, "_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}
+
+
+class _AnswerAsAvx2(importlib.abc.MetaPathFinder):
+    """Patch `torch.cpu`'s ISA checks right after `import torch`, whoever imports it first."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            for attr, value in ANSWERS.items():
+                setattr(module.cpu, attr, lambda value=value: value)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _AnswerAsAvx2())
