@@ -7,30 +7,14 @@ too; the course's probe (`machine.quant_support`) asks them as well. With ONEDNN
 environment oneDNN keeps to AVX2 kernels too. Used by scripts/avx2_check.sh and tests/test_machine.py.
 """
 
-import importlib.abc
-import importlib.util
-import sys
+from vllm_course.import_hook import after_import  # standard library only
 
 ANSWERS = {"_is_avx512_supported": False, "_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}
 
 
-class _AnswerAsAvx2(importlib.abc.MetaPathFinder):
-    """Patch `torch.cpu`'s ISA checks right after `import torch`, whoever imports it first."""
-
-    def find_spec(self, name, path, target=None):
-        if name != "torch":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        load = spec.loader.exec_module
-
-        def exec_module(module):
-            load(module)
-            for attr, value in ANSWERS.items():
-                setattr(module.cpu, attr, lambda value=value: value)
-
-        spec.loader.exec_module = exec_module
-        return spec
+def _answer_as_avx2(torch) -> None:
+    for attr, value in ANSWERS.items():
+        setattr(torch.cpu, attr, lambda value=value: value)
 
 
-sys.meta_path.insert(0, _AnswerAsAvx2())
+after_import("torch", _answer_as_avx2)  # whoever imports torch first

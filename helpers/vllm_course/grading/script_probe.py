@@ -3,16 +3,17 @@ per job, record the vLLM engines it built and the texts they generated (`grading
 
     python script_probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
 
-Only the standard library is imported before the script runs, so it sees its environment as it would alone.
+Only the standard library (and the course's import hook, which uses nothing else) is imported before the script runs,
+so it sees its environment as it would alone.
 """
 
-import importlib.abc
-import importlib.util
 import json
 import os
 import runpy
 import sys
 import urllib.request
+
+from vllm_course.import_hook import after_import  # standard library only
 
 engines: list[str] = []  # the model of each engine built while watching
 built: list = []  # those engines, to answer the grader's questions with afterwards
@@ -56,24 +57,6 @@ def _watch(module) -> None:
     cls.__init__, cls._add_request, cls._run_engine = watched_init, watched_add, watched_run
 
 
-class _WatchVllm(importlib.abc.MetaPathFinder):
-    """Watch `vllm.entrypoints.llm` as soon as the script imports it, however it does."""
-
-    def find_spec(self, name, path, target=None):
-        if name != "vllm.entrypoints.llm":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        load = spec.loader.exec_module
-
-        def exec_module(module):
-            load(module)
-            _watch(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def _requests(sentinel: str) -> int | None:
     """Requests the sentinel hub has logged so far (None: no sentinel)."""
     if not sentinel:
@@ -105,7 +88,7 @@ def _greedy_answers(questions: list[str], reference: str) -> dict[str, str]:
 
 
 def main(report_path: str, script: str, sentinel: str, jobs: list[dict], reference: str = "") -> None:
-    sys.meta_path.insert(0, _WatchVllm())
+    after_import("vllm.entrypoints.llm", _watch)  # however the script imports vLLM
     namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
     results = []
     for job in jobs:
