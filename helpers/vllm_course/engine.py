@@ -190,7 +190,10 @@ def release(llm: Any) -> None:
             core.shutdown()  # vLLM's own teardown: its process groups, then gc.collect()
             shut = True
     del llm, core
-    gc.collect() if shut else _free_memory()  # one more collection frees the engine object itself
+    if shut:
+        gc.collect()  # frees the engine object itself
+    else:
+        _free_memory()
 
 
 def rss_bytes() -> int:

@@ -139,7 +139,8 @@ class Mirror:
 
         try:
             path = Path(hf_hub_download(view.repo_id, entry.path, revision=view.sha, endpoint=self.upstream,
-                                        local_dir=self.store.root / view.repo_id, token=False, etag_timeout=self.timeout))
+                                        token=False, local_dir=self.store.root / view.repo_id,
+                                        etag_timeout=self.timeout))
         except errors.GatedRepoError as exc:
             raise GatedUpstream(f"upstream: {view.repo_id} is gated") from exc
         except OSError as exc:  # huggingface_hub's HTTP and network errors, a full disk
@@ -148,6 +149,7 @@ class Mirror:
             path.unlink()
             raise UpstreamError(f"{self.upstream} sent {view.repo_id}/{entry.path} with bytes that do not match its "
                                 "listing (size or hash)")
+
 
 def _matches(path: Path, entry: Entry) -> bool:
     """Whether a file has the entry's size and hash (sha256 for LFS, git blob id otherwise)."""
