@@ -15,8 +15,7 @@ import urllib.request
 
 from vllm_course.import_hook import after_import  # standard library only
 
-engines: list[str] = []  # the model of each engine built while watching
-built: list = []  # those engines, to answer the grader's questions with afterwards
+built: list = []  # each engine built while watching (its model is reported; it answers the grader's questions)
 generated: list[dict] = []  # each text an engine generated while watching
 watching = [True]
 
@@ -34,7 +33,6 @@ def _watch(module) -> None:
     def watched_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
         if watching[0]:
-            engines.append(_model(self))
             built.append(self)
 
     def watched_add(self, prompt, sampling, *args, **kwargs):
@@ -92,14 +90,14 @@ def main(report_path: str, script: str, sentinel: str, jobs: list[dict], referen
     namespace = runpy.run_path(script, run_name="learner_script")  # its __main__ block stays off
     results = []
     for job in jobs:
-        first_engine, first_text, requests = len(engines), len(generated), _requests(sentinel)
+        first_engine, first_text, requests = len(built), len(generated), _requests(sentinel)
         try:
             returned, error = namespace["main"](job["model"], job["question"]), None
         except BaseException as exc:  # noqa: BLE001 - reported; the grader decides
             returned, error = None, f"{type(exc).__name__}: {str(exc)[-600:]}"
         after = _requests(sentinel)
-        results.append({**job, "returned": returned, "error": error, "engines": engines[first_engine:],
-                        "generated": generated[first_text:],
+        results.append({**job, "returned": returned, "error": error,
+                        "engines": [_model(llm) for llm in built[first_engine:]], "generated": generated[first_text:],
                         "requests": None if requests is None else after - requests})
     from huggingface_hub import constants
 
