@@ -177,7 +177,8 @@ class TestScriptProbe:
             grading.check_engine_answered(offline, 0, "some/folder")
 
     def test_is_an_online_run_stopped_at_its_first_request(self, tmp_path):
-        """Does `requests_online` stop a script at its first hub request, and let one that sets the flag itself end?"""
+        """Does `start_online` run a script alongside, stopped at its first hub request, and let one that sets the flag
+        itself end?"""
         import time
 
         from vllm_course import grading
@@ -190,12 +191,16 @@ class TestScriptProbe:
         sentinel = grading.sentinel_hub()
         try:
             start = time.monotonic()
-            asked = grading.requests_online(script, "ask-the-hub", "Q?", sentinel=sentinel)
+            online = grading.start_online(script, "ask-the-hub", "Q?", sentinel=sentinel)
+            returned_after = time.monotonic() - start
+            asked = online.requests()
             stopped_after = time.monotonic() - start
-            quiet = grading.requests_online(flagged, "some/folder", "Q?", sentinel=sentinel)
+            quiet = grading.start_online(flagged, "some/folder", "Q?", sentinel=sentinel).requests()
         finally:
             sentinel.stop()
+        assert returned_after < 1  # it runs while the grader does other work (the probe takes seconds to start)
         assert asked == 1 and stopped_after < 60  # not the 600 s the script would sleep after its request
+        assert online.child.returncode is not None  # stopped, not left running
         assert quiet == 0
 
     def test_is_a_script_that_cannot_start_a_grading_error_quoting_it(self, tmp_path):

@@ -268,22 +268,39 @@ def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, o
     return ScriptRun(done.returncode, seen["hf_offline"], tuple(seen["jobs"]), seen["expected"], done.stderr)
 
 
-def requests_online(script: str | os.PathLike[str], model: str, question: str, *, sentinel: HubHandle,
-                    hub_cache: str | os.PathLike[str] | None = None, timeout: float = 600) -> int:
-    """Run the script's `main(model, question)` under the probe without HF_HUB_OFFLINE, HF_ENDPOINT the `sentinel`;
-    return the requests the sentinel logged. The process is stopped at the first one: that is all the check needs,
-    and it saves loading the engine (0: the script ran to its end without asking the hub)."""
+@dataclass
+class OnlineRun:
+    """A probed run of the script without HF_HUB_OFFLINE, started by `start_online`; `requests()` collects it."""
+
+    child: subprocess.Popen
+    sentinel: HubHandle
+    before: int  # the sentinel's requests when it started
+    deadline: float  # time.monotonic() after which it is stopped anyway
+
+    def requests(self) -> int:
+        """Wait for the first request the sentinel logs (or the script's end), stop the process, return the
+        requests logged (0: the script ran to its end without asking the hub)."""
+        try:
+            while self.child.poll() is None and self.sentinel.stats().requests == self.before:
+                if time.monotonic() > self.deadline:
+                    break
+                time.sleep(0.1)
+        finally:
+            kill_tree(self.child.pid)
+            self.child.wait()
+        return self.sentinel.stats().requests - self.before
+
+
+def start_online(script: str | os.PathLike[str], model: str, question: str, *, sentinel: HubHandle,
+                 hub_cache: str | os.PathLike[str] | None = None, timeout: float = 600) -> OnlineRun:
+    """Start the script's `main(model, question)` under the probe without HF_HUB_OFFLINE, HF_ENDPOINT the `sentinel`
+    (one no other run reports to), and return at once: it runs while the grader does other work. `requests()` stops
+    it at its first request: that is all the check needs, and it saves loading the engine."""
     argv, env, _ = _probe_command(script, [(model, question)], offline=False, endpoint=sentinel.url,
                                   hub_cache=hub_cache)
-    before, deadline = sentinel.stats().requests, time.monotonic() + timeout
+    before = sentinel.stats().requests
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while child.poll() is None and sentinel.stats().requests == before and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        kill_tree(child.pid)
-        child.wait()
-    return sentinel.stats().requests - before
+    return OnlineRun(child, sentinel, before, time.monotonic() + timeout)
 
 
 def check_engine_answered(run: ScriptRun, index: int, model: str | os.PathLike[str]) -> str:
