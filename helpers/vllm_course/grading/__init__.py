@@ -217,8 +217,6 @@ def random_questions(n: int = 1) -> list[str]:
     return random.sample(QUESTIONS, n)
 
 
-
-
 @dataclass(frozen=True)
 class ScriptRun:
     """What the grading probe saw while a learner's script ran in a fresh process."""
@@ -278,12 +276,10 @@ class OnlineRun:
     deadline: float  # time.monotonic() after which it is stopped anyway
 
     def requests(self) -> int:
-        """Wait for the first request the sentinel logs (or the script's end), stop the process, return the
-        requests logged (0: the script ran to its end without asking the hub)."""
+        """Stop the process at the sentinel's first request (or see it end); return the requests logged (0: none)."""
         try:
-            while self.child.poll() is None and self.sentinel.stats().requests == self.before:
-                if time.monotonic() > self.deadline:
-                    break
+            while (self.child.poll() is None and self.sentinel.stats().requests == self.before
+                   and time.monotonic() < self.deadline):
                 time.sleep(0.1)
         finally:
             kill_tree(self.child.pid)
@@ -293,9 +289,8 @@ class OnlineRun:
 
 def start_online(script: str | os.PathLike[str], model: str, question: str, *, sentinel: HubHandle,
                  hub_cache: str | os.PathLike[str] | None = None, timeout: float = 600) -> OnlineRun:
-    """Start the script's `main(model, question)` under the probe without HF_HUB_OFFLINE, HF_ENDPOINT the `sentinel`
-    (one no other run reports to), and return at once: it runs while the grader does other work. `requests()` stops
-    it at its first request: that is all the check needs, and it saves loading the engine."""
+    """Start the script's `main(model, question)` under the probe without HF_HUB_OFFLINE, HF_ENDPOINT a `sentinel`
+    no other run reports to; return at once: it runs while the grader works. `requests()` collects it."""
     argv, env, _ = _probe_command(script, [(model, question)], offline=False, endpoint=sentinel.url,
                                   hub_cache=hub_cache)
     before = sentinel.stats().requests
