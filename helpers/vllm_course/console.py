@@ -33,7 +33,7 @@ def captured(skip_loggers: str = "") -> Iterator[Captured]:
     box = Captured()
     with tempfile.TemporaryFile(mode="w+b") as sink, open(os.devnull, "w") as null:
         try:
-            with _fds_to(sink.fileno()):
+            with fds_to(sink.fileno()):
                 consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
                 with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null), \
                         _console_handlers_muted(consoles, null, skip_loggers), _displays_dropped():
@@ -46,17 +46,18 @@ def captured(skip_loggers: str = "") -> Iterator[Captured]:
 @contextlib.contextmanager
 def discarded() -> Iterator[None]:
     """Drop what is written to file descriptors 1 and 2 during the block."""
-    with open(os.devnull, "wb") as sink, _fds_to(sink.fileno()):
+    with open(os.devnull, "wb") as sink, fds_to(sink.fileno()):
         yield
 
 
 @contextlib.contextmanager
-def _fds_to(fileno: int) -> Iterator[None]:
+def fds_to(fileno: int, fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
+    """Point file descriptors `fds` (default stdout and stderr) at `fileno` for the block: what C code writes too."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    saved = {fd: os.dup(fd) for fd in fds}
     try:
-        for fd in (1, 2):
+        for fd in fds:
             os.dup2(fileno, fd)
         yield
     finally:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cache, formats, hub
+from .. import cache, console, formats, hub
 from ..build import require
 from ..errors import GradingCheckError, HubUnreachableError
 from ..hub import HubHandle, HubStats
@@ -59,16 +58,11 @@ def scratch_dir(prefix: str) -> Path:
 def native_stderr_to_stdout() -> Iterator[None]:
     """Send what C/C++ code writes to fd 2 during the block to stdout: nbgrader scores a test cell with
     stderr output 0, and vLLM's CPU library prints "NUMA binding: ..." to fd 2 when it loads an engine."""
-    sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
         try:
-            yield
+            with console.fds_to(captured.fileno(), fds=(2,)):
+                yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             captured.seek(0)
             text = captured.read().decode(errors="replace")
             if text:
@@ -396,5 +390,5 @@ def rerun_measure(namespace: dict, repo_id: str) -> Remeasured:
         namespace["tokens_per_second"] = real
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sizes = tuple(float(m.group(1)) for line in engine._LOG_LINES[mark:]
-                  for m in [re.search(r"Checkpoint size: ([\d.]+) GiB", line)] if m)
+                  for m in [engine._CHECKPOINT_RE.search(line)] if m)
     return Remeasured(dict(figures), tuple(timed), sizes, before / 2**30, peak / 2**30)
