@@ -1,7 +1,7 @@
 """JupyterHub for a class of the course: one instructor, many learners, one course hub, nbgrader's exchange.
 
-Run from a folder for JupyterHub's state, with this repository's venv (it has jupyterhub and
-nbgrader; `make class-proxy` installs configurable-http-proxy under deploy/node_modules):
+Run from a folder for JupyterHub's state, with this repository's venv after `make class` (it installs
+jupyterhub into the venv, which has nbgrader, and configurable-http-proxy under deploy/node_modules):
 
     cd /srv/jupyterhub && /path/to/course/.venv/bin/jupyterhub -f /path/to/course/deploy/jupyterhub_config.py
 
@@ -53,7 +53,7 @@ c.JupyterHub.bind_url = f"http://{os.environ.get('VLLM_CLASS_IP', '127.0.0.1')}:
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{PORT + 1}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 2}"
 _PROXY = DEPLOY / "node_modules" / ".bin" / "configurable-http-proxy"
-if _PROXY.exists():  # `make class-proxy`; otherwise configurable-http-proxy from PATH
+if _PROXY.exists():  # `make class`; otherwise configurable-http-proxy from PATH
     c.ConfigurableHTTPProxy.command = [str(_PROXY)]
 c.JupyterHub.db_url = "sqlite:///jupyterhub.sqlite"  # in the folder jupyterhub runs in
 c.JupyterHub.cookie_secret_file = "jupyterhub_cookie_secret"

@@ -1,6 +1,6 @@
 """A class on a real JupyterHub: release, fetch, submit, collect, grade, feedback, through the hub's proxy.
 
-JupyterHub (from PyPI) and configurable-http-proxy (from npm, `make class-proxy`) run with the
+JupyterHub (from PyPI) and configurable-http-proxy (from npm, `make class`) run with the
 committed deploy/jupyterhub_config.py. The users are real OS users (created here with `useradd`,
 removed afterwards) spawned by JupyterHub's default LocalProcessSpawner: each server runs under
 its own uid, so the exchange's and the homes' permissions are the ones a class gets. (The tests
@@ -90,7 +90,7 @@ def klass():
     weights = require(config.BASE_MODEL) / "model.safetensors"
     assert weights.stat().st_mode & 0o004, (f"{weights} is readable by its owner only (built before the model build made "
                                             f"builds world-readable): `chmod -R a+rX {config.repos_dir()}`")
-    assert PROXY.exists(), "configurable-http-proxy missing: run `make class-proxy` (npm install in deploy/)"
+    assert PROXY.exists(), "configurable-http-proxy missing: run `make class` (npm install in deploy/)"
     base = Path(tempfile.mkdtemp(prefix="class-", dir="/tmp"))
     base.chmod(0o755)
     (base / "home").mkdir(mode=0o755)
