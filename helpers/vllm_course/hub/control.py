@@ -1,9 +1,6 @@
-"""Start, find and stop course hubs from Python (notebooks, tests) and the CLI; point HF_ENDPOINT at one.
-
-A hub always runs in its own process (a kernel restart leaves no half-dead server behind; vLLM's threads never
-share its event loop). One on a fixed port records itself in `<course home>/hub/<port>.json` for other processes.
-huggingface_hub copies HF_ENDPOINT at import, and `use_hub()` patches those copies too; HF_HUB_OFFLINE and
-HF_HOME have no such fix: set them before importing.
+"""Start, find and stop course hubs, each in its own process (a kernel restart leaves no half-dead server; vLLM's
+threads never share its event loop); one on a fixed port is recorded in `<course home>/hub/<port>.json`. `use_hub()`
+also patches huggingface_hub's import-time copies of HF_ENDPOINT; set HF_HUB_OFFLINE and HF_HOME before importing.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ def state_dir() -> Path:
 
 
 @dataclass
-class HubHandle:
+class HubHandle(AbstractContextManager["HubHandle"]):
     """A running course hub; leaving a `with` block stops it only if `owned` (this handle started it)."""
 
     url: str
@@ -83,9 +81,6 @@ class HubHandle:
         while self._activations:
             self._activations.pop().restore()
 
-    def __enter__(self) -> HubHandle:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.stop() if self.owned else self._restore()
 
@@ -95,15 +90,11 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
           timeout: float = 30.0) -> HubHandle:
     """Start a course hub in a background process, or reuse the one already on that port (then not `owned`).
 
-    Without `root` (a folder of `<org>/<name>/` repos) the hub follows the profile (`VLLM_COURSE_PROFILE`, set
-    by `course.setup()`): offline it serves the built course models (`repos_dir()`); online it is a logging
-    mirror of `VLLM_COURSE_UPSTREAM` (the real Hub) that keeps its files in `mirror_dir()`. `port` defaults to
-    `VLLM_COURSE_HUB_PORT` (online without `root`: `VLLM_COURSE_MIRROR_PORT`); 0 picks a free one: a private
-    hub, never reused, that stops with this process (a fixed-port hub outlives it until `stop()` or `hub stop`).
-    `host` defaults to `VLLM_COURSE_HUB_HOST`, 127.0.0.1 (only this machine can connect); `throttle_bps` and
-    `cut_after_bytes` are demo faults (`HubConfig`); `timeout` is how long a new hub may take to answer.
-    HubError: the root is missing, the port is taken (by something else or a hub serving another root), or
-    the hub did not come up (its log is quoted).
+    Without `root` (a folder of `<org>/<name>/` repos) it serves the built course models, or with the online profile
+    mirrors `VLLM_COURSE_UPSTREAM` into `mirror_dir()` (port `VLLM_COURSE_MIRROR_PORT`, else `VLLM_COURSE_HUB_PORT`);
+    `port` 0 picks a free one: a private hub, never reused, that stops with this process. `timeout`: seconds a new
+    hub may take to answer. HubError: the root is missing, the port is taken (by something else or a hub serving
+    another root), or the hub did not come up (its log is quoted).
     """
     mirror = root is None and config.profile() == "online"
     if mirror:  # a mirror starts empty: its folder is created on first use
@@ -135,8 +126,7 @@ def status() -> list[dict[str, Any]]:
 
 
 def stats(url_or_port: str | int | None = None, reset: bool = False) -> HubStats:
-    """The request counters of a running hub (default: the profile's); `reset` zeroes them after reading.
-    HubUnreachableError if no hub answers there."""
+    """The request counters of a hub (default: the profile's), zeroed after reading if `reset`; HubUnreachableError."""
     url = _url(config.hub_port() if url_or_port is None else url_or_port)
     return HubStats.from_dict(_get_json(f"{url}/_course/stats" + ("?reset=1" if reset else ""), 10.0))
 
@@ -147,7 +137,7 @@ def is_running(url_or_port: str | int) -> bool:
 
 
 @dataclass
-class EndpointActivation:
+class EndpointActivation(AbstractContextManager["EndpointActivation"]):
     """HF_ENDPOINT pointed at a hub for this process; `restore()` (or leaving `with`) undoes it."""
 
     url: str
@@ -164,16 +154,12 @@ class EndpointActivation:
                 os.environ["HF_ENDPOINT"] = self.previous_env
             _patch_hf_endpoint((self.previous_env or "https://huggingface.co").rstrip("/"))
 
-    def __enter__(self) -> EndpointActivation:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.restore()
 
 
 def use_hub(hub: HubHandle | str) -> EndpointActivation:
-    """Point this process's Hugging Face clients (huggingface_hub, transformers, vLLM) and its
-    subprocesses at a hub (a `HubHandle` or a URL); `.restore()` on the result, or `with`, undoes it."""
+    """Point this process's Hugging Face clients and its subprocesses at a hub; `.restore()` or `with` undoes it."""
     url = (hub if isinstance(hub, str) else hub.url).rstrip("/")
     activation = EndpointActivation(url, os.environ.get("HF_ENDPOINT"))
     os.environ["HF_ENDPOINT"] = url
@@ -226,7 +212,6 @@ def _reuse(host: str, port: int, root: Path, upstream: str | None) -> HubHandle 
 
 def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps: int | None,
            cut_after_bytes: int | None, timeout: float) -> HubHandle:
-    """Run `python -m vllm_course hub serve` in a new session; wait until it answers."""
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tag = str(port) if port else f"auto-{os.getpid()}-{time.monotonic_ns()}"

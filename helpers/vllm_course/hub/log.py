@@ -1,8 +1,6 @@
-"""The hub's request log: what each client asked for and how many bytes it got ("the second load
-downloaded nothing"). Requests to `/_course/...` are not logged.
-
-Kinds: `metadata` (GET /api/...), `head` (HEAD of a file), `download` (a whole file, 200),
-`range` (a Range GET answered 206), `error` (any 4xx/5xx).
+"""The hub's request log: what each client asked for and how many bytes it got (`/_course/...` is not logged).
+Kinds: `metadata` (GET /api/...), `head` (HEAD of a file), `download` (a whole file, 200), `range` (a Range GET
+answered 206), `error` (any 4xx/5xx).
 """
 
 from __future__ import annotations
@@ -57,8 +55,7 @@ def _total(name: str) -> property:
 
 @dataclass(frozen=True)
 class HubStats:
-    """A snapshot of the request log: requests per repo (`metadata`), per file (`files`), and the last 500
-    requests, oldest first (`recent`); e.g. `hub.stats().for_repo("course/SmolLM2-135M-Instruct").ranged_reads`."""
+    """A snapshot of the request log: per repo (`metadata`), per file (`files`), last 500 oldest first (`recent`)."""
 
     requests: int = 0
     errors: int = 0
@@ -89,8 +86,7 @@ class HubStats:
                         tuple(f for f in self.files if f.repo_id == repo_id), recent)
 
     def since(self, earlier: HubStats) -> HubStats:
-        """What happened between an earlier snapshot of the same hub and this one (see `hub.__doc__`);
-        HubError if a counter went down (the hub was restarted or reset in between)."""
+        """What happened between an earlier snapshot of the same hub and this one (HubError if a counter went down)."""
         requests = self.requests - earlier.requests
         files, went_down = [], requests < 0
         for now in self.files:
@@ -114,8 +110,7 @@ class HubStats:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (what `GET /_course/stats` returns), totals included."""
         names = ("full_downloads", "ranged_reads", "heads", "metadata_requests", "bytes_sent", "upstream_fetches")
-        totals = {name: getattr(self, name) for name in names}
-        return asdict(self) | {"totals": totals}
+        return asdict(self) | {"totals": {name: getattr(self, name) for name in names}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HubStats:
@@ -148,10 +143,9 @@ class RequestLog:
             self._recent.append(record)
             if record.kind == "metadata" and record.repo_id:
                 self._metadata[record.repo_id] = self._metadata.get(record.repo_id, 0) + 1
-            if record.repo_id and record.file and record.kind in ("head", "download", "range"):
-                self._count(record.repo_id, record.file, heads=record.kind == "head",
-                            full_downloads=record.kind == "download", ranged_reads=record.kind == "range",
-                            bytes_sent=record.bytes_sent)
+            counter = {"head": "heads", "download": "full_downloads", "range": "ranged_reads"}.get(record.kind)
+            if record.repo_id and record.file and counter:
+                self._count(record.repo_id, record.file, **{counter: 1}, bytes_sent=record.bytes_sent)
 
     def add_upstream_fetch(self, repo_id: str, path: str) -> None:
         """Count one file fetched from the upstream hub (mirror mode)."""
@@ -170,8 +164,7 @@ class RequestLog:
 
 
 class LoggedApp:
-    """ASGI wrapper that logs each answered request (status, bytes really sent), as the handlers describe
-    it in `request.state` (kind, repo_id, file); a 206 is a ranged read and any 4xx/5xx an error."""
+    """ASGI wrapper that logs each answered request as its handler describes it in `request.state`."""
 
     def __init__(self, app: ASGIApp, log: RequestLog) -> None:
         self.app, self.log = app, log
@@ -195,8 +188,7 @@ class LoggedApp:
         finally:
             state, status = request.state, seen["status"]
             kind = "error" if status >= 400 else "range" if status == 206 else state.kind
-            self.log.add(RequestRecord(
-                time.time(), scope["method"], scope["path"], status, kind, getattr(state, "repo_id", None),
-                getattr(state, "file", None), request.headers.get("range") if kind == "range" else None,
-                seen["bytes"] if kind in ("download", "range") else 0,
-            ))
+            self.log.add(RequestRecord(time.time(), scope["method"], scope["path"], status, kind,
+                                       getattr(state, "repo_id", None), getattr(state, "file", None),
+                                       request.headers.get("range") if kind == "range" else None,
+                                       seen["bytes"] if kind in ("download", "range") else 0))

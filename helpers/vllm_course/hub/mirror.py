@@ -1,9 +1,6 @@
-"""Where the server gets a repo from: the root folder, or (mirror mode) a pull-through upstream.
-
-A plain folder under the root is served as it is. Any other repo is looked up on the upstream (another
-course hub, or the real Hub): its listing is kept in `<root>/<org>/<name>/.mirror/manifest.json`, and each
-file is fetched on its first GET (huggingface_hub's `hf_hub_download` into the repo's folder), checked against
-the upstream's hash, then served from there, also with the upstream down or no `--upstream` at all.
+"""Where the server gets a repo from: a plain folder under the root as it is, any other repo from the upstream
+(pull-through): its listing kept in `<root>/<org>/<name>/.mirror/manifest.json`, each file fetched on its first GET,
+checked against the upstream's hash, then served from there, also with the upstream down or no `--upstream`.
 """
 
 from __future__ import annotations
@@ -46,8 +43,7 @@ class GatedUpstream(PermissionError):
 
 
 class Mirror:
-    """Answers "which files, which sha, which bytes" for every repo the hub serves (`upstream`: None
-    serves the root and earlier mirrors only; `timeout`: seconds to wait for it before using the cache)."""
+    """Which files, which sha, which bytes of every repo the hub serves (`timeout`: seconds per upstream call)."""
 
     def __init__(self, store: RepoStore, upstream: str | None, log: RequestLog, timeout: float = 10.0) -> None:
         self.store, self.log, self.timeout = store, log, timeout
@@ -115,8 +111,7 @@ class Mirror:
         return manifest
 
     async def file(self, view: RepoView, entry: Entry) -> Path:
-        """The local file with exactly an entry's bytes; in mirror mode fetched from the upstream first if
-        missing or outdated (once, however many clients ask at the same time)."""
+        """The local file with an entry's bytes, fetched from the upstream first if missing or outdated (once)."""
         if (self.store.root / view.repo_id / MANIFEST).is_file():
             async with self._locks.setdefault((view.repo_id, entry.path), asyncio.Lock()):
                 if not await anyio.to_thread.run_sync(self._has, view, entry):
@@ -127,10 +122,15 @@ class Mirror:
         return self.store.file_path(view.repo_id, entry.path)
 
     def _has(self, view: RepoView, entry: Entry) -> bool:
+        """Whether the repo's folder holds a file with the entry's size and hash (sha256 for LFS, else git blob id)."""
         try:
-            return _matches(self.store.file_path(view.repo_id, entry.path), entry)
+            path = self.store.file_path(view.repo_id, entry.path)
         except (RepoNotFound, EntryNotFound):
             return False
+        if path.stat().st_size != entry.size:
+            return False
+        sha256, blob = cached_hashes(path)
+        return sha256 == entry.sha256 if entry.lfs else blob == entry.oid
 
     def _fetch_file(self, view: RepoView, entry: Entry) -> None:
         """Download one file into the repo's folder with huggingface_hub's `hf_hub_download` (no token: a gated
@@ -145,18 +145,10 @@ class Mirror:
             raise GatedUpstream(f"upstream: {view.repo_id} is gated") from exc
         except OSError as exc:  # huggingface_hub's HTTP and network errors, a full disk
             raise UpstreamError(f"could not fetch {entry.path} of {view.repo_id} from {self.upstream}: {exc}") from exc
-        if not _matches(path, entry):
+        if not self._has(view, entry):
             path.unlink()
             raise UpstreamError(f"{self.upstream} sent {view.repo_id}/{entry.path} with bytes that do not match its "
                                 "listing (size or hash)")
-
-
-def _matches(path: Path, entry: Entry) -> bool:
-    """Whether a file has the entry's size and hash (sha256 for LFS, git blob id otherwise)."""
-    if path.stat().st_size != entry.size:
-        return False
-    sha256, blob = cached_hashes(path)
-    return sha256 == entry.sha256 if entry.lfs else blob == entry.oid
 
 
 def _get(client: httpx.Client, url: str) -> httpx.Response:

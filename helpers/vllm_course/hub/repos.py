@@ -1,8 +1,6 @@
-"""The hub's view of its root folder (`<root>/<org>/<name>/<files>`): files, hashes, commit shas.
-
-Every path is resolved and checked against the root, and dot names are never served. A commit sha
-is sha1 over the repo id and its sorted `path sha256` lines: stable on every machine and, as on the
-real Hub, never shared by two repos (`HFCacheInfo.delete_revisions(hash)` relies on that).
+"""The hub's view of its root folder (`<root>/<org>/<name>/<files>`); paths are checked against the root, dot names
+never served. A commit sha is sha1 over the repo id and its sorted `path sha256` lines: stable on every machine
+and, as on the real Hub, never shared by two repos (`HFCacheInfo.delete_revisions(hash)` relies on that).
 """
 
 from __future__ import annotations
@@ -119,8 +117,7 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 
 def file_hashes(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """Return a file's (sha256, git blob sha1), reading it once in 4 MiB chunks: the course's one hashing
-    function (`utils.sha.git_hash` would hold the file in memory)."""
+    """Return a file's (sha256, git blob sha1), reading it once in 4 MiB chunks (`git_hash` would hold it in memory)."""
     sha256 = hashlib.sha256()
     blob = hashlib.sha1(b"blob %d\x00" % os.stat(path).st_size)
     with open(path, "rb") as fh:

@@ -1,17 +1,7 @@
-"""The course hub's HTTP server (Starlette on uvicorn): the Hub protocol as huggingface_hub 2.4 and
-vLLM 0.32 use it, served from a folder. Repos are `org/name`; revisions `main` or the commit sha.
-
-    GET       /api/models[?author=&search=]                  the repos
-    GET       /api/models/{repo}[/revision/{rev}][?blobs=1]  model info: sha, siblings, gated, config
-    GET       /api/models/{repo}/tree/{rev}[/{path}]         listing (?recursive=1&expand=1)
-    HEAD/GET  /{repo}/resolve/{rev}/{file}                   a file's headers / bytes (Range GETs: 206)
-    GET       /api/agent-harnesses                           huggingface_hub's agent registry: an empty one
-    GET       /api/whoami-v2                                 `hf auth login`: 200 for a token a .gated file lists
-    GET       /_course/health, /_course/stats[?reset=1]      liveness; the request counters
-
-Only GET and HEAD (405 otherwise). Errors are JSON with the `X-Error-Code` huggingface_hub maps to its own
-errors (`ERRORS`, GatedRepo 401/403). File bodies are starlette's `FileResponse` (HEAD, Range 206, 416, If-Range),
-which `FaultyFile` can slow down or cut (huggingface_hub then resumes with `Range: bytes=N-`).
+"""The course hub's HTTP server (Starlette on uvicorn): the Hub protocol as huggingface_hub 2.4 and vLLM 0.32 use
+it (`HubApp.asgi`), GET and HEAD only. Errors are JSON with the `X-Error-Code` huggingface_hub maps to its errors.
+File bodies are starlette's `FileResponse` (Range 206, 416, If-Range), which `FaultyFile` can slow down or cut
+(huggingface_hub then resumes with `Range: bytes=N-`).
 """
 
 from __future__ import annotations
@@ -283,9 +273,8 @@ class FaultyFile(FileResponse):
 
 
 def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | None = None) -> None:
-    """Run the hub in the foreground until Ctrl-C or SIGTERM (HubError: no root; OSError: port taken).
-    `ready_file` gets `{"port": ..., "pid": ...}` once the socket listens; with `parent_pid` the hub stops once
-    that process is gone (a kernel's private hub)."""
+    """Run the hub until Ctrl-C or SIGTERM (HubError: no root; OSError: port taken). `ready_file` gets `{"port": ...,
+    "pid": ...}` once the socket listens; with `parent_pid` the hub stops once that process is gone."""
     import uvicorn
 
     from huggingface_hub.utils import disable_progress_bars
