@@ -1,9 +1,7 @@
-"""`python -m vllm_course grade EXERCISE`: grade every submitted student of one exercise, in one command.
-
-nbgrader's own steps (docs/instructor-guide.md): generate_assignment (if the gradebook lacks it), collect (if the
-exchange works), autograde (one process per student), export (CSV), generate_feedback. A failing or endless notebook
-costs only its student: a cell stops after `Execute.timeout` s, a process past `--student-timeout` is killed.
-"""
+"""`python -m vllm_course grade EXERCISE`: nbgrader's generate_assignment (if the gradebook lacks it), collect (if the
+exchange works), autograde (one process per student), export (CSV) and generate_feedback, in one command. A failing or
+endless notebook costs only its student: a cell stops after `Execute.timeout` s, a process past `--student-timeout`
+is killed."""
 
 from __future__ import annotations
 
@@ -72,6 +70,7 @@ def grade(exercise: str, course: Path | None = None, *, students: list[str] | No
     `course` holds nbgrader_config.py (default: here). `workers` students are graded at once, each with its own
     course home and hub port (the gradebook is SQLite: see benchmarks/bench_grading.py before using more than 1).
     """
+    from nbgrader.plugins import CsvExportPlugin
     start = time.perf_counter()
     course = Path(course or Path.cwd()).resolve()
     if shutil.which("alembic") is None and (_BIN / "alembic").exists():  # nbgrader's gradebook runs it
@@ -87,12 +86,12 @@ def grade(exercise: str, course: Path | None = None, *, students: list[str] | No
     names = sorted(students or api.get_submitted_students(exercise))
     grades = _autograde_all(course, exercise, names, _worker_envs(course, max(1, workers)), cell_timeout,
                             student_timeout, progress)
-    steps.append("autograde")
+    csv = Path(csv) if csv else course / "grading" / "grades.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
     with api.gradebook as gb:
         grades = [_with_score(gb, exercise, g) for g in grades]
-    csv = Path(csv) if csv else course / "grading" / "grades.csv"
-    _export(api, csv)
-    steps.append("export")
+        CsvExportPlugin(config=api.config, to=str(csv)).export(gb)  # `nbgrader export --to CSV`
+    steps += ["autograde", "export"]
     if feedback and any(g.ok for g in grades):
         grades = [_feedback(api, exercise, g) if g.ok else g for g in grades]
         steps.append("generate_feedback")
@@ -152,15 +151,6 @@ def _feedback(api, exercise: str, g: StudentGrade) -> StudentGrade:
     return StudentGrade(g.student, g.score, g.max_score, g.seconds, f"generate_feedback failed: {last[0]}")
 
 
-def _export(api, csv: Path) -> None:
-    """`nbgrader export --to CSV`: nbgrader's CSV plugin over the gradebook."""
-    from nbgrader.plugins import CsvExportPlugin
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    plugin = CsvExportPlugin(config=api.config, to=str(csv))
-    with api.gradebook as gb:
-        plugin.export(gb)
-
-
 def _with_score(gb, exercise: str, g: StudentGrade) -> StudentGrade:
     from nbgrader.api import MissingEntry
     try:
@@ -179,7 +169,6 @@ def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[
     from tqdm.auto import tqdm
     free = [(env, core_share(n, len(envs))) for n, env in enumerate(envs)]
     logs = course / "grading" / "logs" / exercise
-    bar = tqdm(total=len(students), unit="student", desc=f"autograde {exercise}", disable=not progress)
 
     def one(student: str) -> StudentGrade:
         (env, cores), start, log = free.pop(), time.perf_counter(), f"(log: {logs / student}.log)"
@@ -204,10 +193,9 @@ def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[
             bar.set_postfix_str(student)
             bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=len(envs)) as pool:
-        grades = list(pool.map(one, students))
-    bar.close()
-    return grades
+    with (tqdm(total=len(students), unit="student", desc=f"autograde {exercise}", disable=not progress) as bar,
+          ThreadPoolExecutor(max_workers=len(envs)) as pool):
+        return list(pool.map(one, students))
 
 
 def _worker_envs(course: Path, workers: int) -> list[dict[str, str]]:

@@ -1,8 +1,6 @@
-"""Independent checks the exercises' hidden tests call (nbgrader autograde).
-
-Each check recomputes the fact from its source (the HF cache on disk, the built repo's bytes, the course
-hub's request log), so a value hard-coded from an earlier run fails. Checks raise `GradingCheckError` (an
-`AssertionError`: nbgrader fails the cell) whose message, what the learner reads, says expected, found, hint.
+"""Independent checks the exercises' hidden tests call (nbgrader autograde). Each recomputes its fact from the source
+(the HF cache on disk, the built repo's bytes, the hub's request log), so a value hard-coded earlier fails. They raise
+`GradingCheckError` (an AssertionError: nbgrader fails the cell) whose message says expected, found and a hint.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,10 +61,8 @@ def native_stderr_to_stdout() -> Iterator[None]:
                 yield
         finally:
             captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            if text:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+            if text := captured.read().decode(errors="replace"):
+                print(text, end="", flush=True)
 
 
 # ---------------------------------------------------------------- the Hugging Face cache
@@ -88,8 +83,7 @@ def cached_snapshot(repo_id: str, cache_dir: str | os.PathLike[str] | None = Non
 
 def check_snapshot_in_cache(path: str | os.PathLike[str], repo_id: str) -> CachedSnapshot:
     """Check `path` is the cached snapshot of `repo_id` (in HF_HUB_CACHE, as the scan sees it) with every file."""
-    given = Path(path)
-    root = cache.hub_cache().resolve()
+    given, root = Path(path), cache.hub_cache().resolve()
     if not given.is_dir():
         raise GradingCheckError(f"{given} is not a folder: return the snapshot folder that snapshot_download gives.")
     if root not in given.resolve().parents:
@@ -98,8 +92,7 @@ def check_snapshot_in_cache(path: str | os.PathLike[str], repo_id: str) -> Cache
     snap = cached_snapshot(repo_id)
     if given.resolve() != snap.path.resolve():
         raise GradingCheckError(f"{given} is not the snapshot of {repo_id}@main the cache holds ({snap.path}).")
-    missing = sorted(set(repo_files(repo_id)) - set(snap.files))
-    if missing:
+    if missing := sorted(set(repo_files(repo_id)) - set(snap.files)):
         raise GradingCheckError(f"The snapshot of {repo_id} lacks {', '.join(missing)}: download every file.")
     return snap
 
@@ -160,8 +153,7 @@ def weight_downloads(stats: HubStats, repo_id: str) -> dict[str, int]:
 
 def check_each_weight_downloaded_once(stats: HubStats, repo_id: str) -> None:
     """Check the hub sent each weight file of `repo_id` exactly once."""
-    wrong = {name: n for name, n in weight_downloads(stats, repo_id).items() if n != 1}
-    if wrong:
+    if wrong := {name: n for name, n in weight_downloads(stats, repo_id).items() if n != 1}:
         detail = ", ".join(f"{name} {n} time(s)" for name, n in sorted(wrong.items()))
         raise GradingCheckError(f"The hub sent {detail}; expected each weight file of {repo_id} once: "
                                 "the first download fills the cache and every later load must reuse it.")
@@ -179,15 +171,15 @@ def sentinel_hub() -> HubHandle:
 
 
 # ---------------------------------------------------------------- the offline exercise
-PROBE = textwrap.dedent('''\
-    """Grading probe: report what a child process sees (same command line as offline_generate.py)."""
-    import json, os, sys
-    from huggingface_hub import constants
+PROBE = '''\
+"""Grading probe: report what a child process sees (same command line as offline_generate.py)."""
+import json, os, sys
+from huggingface_hub import constants
 
-    print("probe starting")
-    print(json.dumps({"offline": constants.HF_HUB_OFFLINE, "answer": "probe", "argv": sys.argv[1:],
-                      "env_flag": os.environ.get("HF_HUB_OFFLINE")}))
-''')
+print("probe starting")
+print(json.dumps({"offline": constants.HF_HUB_OFFLINE, "answer": "probe", "argv": sys.argv[1:],
+                  "env_flag": os.environ.get("HF_HUB_OFFLINE")}))
+'''
 
 
 def write_probe(folder: str | os.PathLike[str]) -> Path:
@@ -202,8 +194,7 @@ QUESTIONS = (
     "What is the capital of Italy?", "What is the capital of Japan?", "What is the capital of Spain?",
     "What is the capital of Germany?", "What is the capital of Egypt?", "What is the capital of Canada?",
     "Name three colours of the rainbow.", "What do bees make?", "How many legs does a spider have?",
-    "What is the opposite of cold?", "Which planet is closest to the sun?", "What language is spoken in Brazil?",
-)
+    "What is the opposite of cold?", "Which planet is closest to the sun?", "What language is spoken in Brazil?")
 
 
 def random_questions(n: int = 1) -> list[str]:
@@ -245,12 +236,10 @@ def _probe_command(script: str | os.PathLike[str], jobs: list[tuple[str, str]], 
 def run_script(script: str | os.PathLike[str], jobs: list[tuple[str, str]], *, offline: bool, endpoint: str,
                hub_cache: str | os.PathLike[str] | None = None, reference: str | os.PathLike[str] | None = None,
                timeout: float = 600) -> ScriptRun:
-    """Run the script's `main(model, question)` for each (model, question) job in one fresh process under the probe.
-
-    `offline` sets HF_HUB_OFFLINE=1 (else removes it), `endpoint` is HF_ENDPOINT (a sentinel whose requests are
-    counted per job), `hub_cache` HF_HUB_CACHE; then each question is answered greedily from the `reference`
-    folder, by the engine the script built from it (else by one the probe loads): `ScriptRun.expected`.
-    """
+    """Run the script's `main(model, question)` for each job in one fresh process under the probe: `offline` sets
+    HF_HUB_OFFLINE=1 (else unsets it), `endpoint` (HF_ENDPOINT) is a sentinel whose requests are counted per job.
+    `ScriptRun.expected` holds each question's greedy answer from the `reference` folder, by the engine the script
+    built from it (else by one the probe loads)."""
     argv, env, report = _probe_command(script, jobs, offline=offline, endpoint=endpoint, hub_cache=hub_cache,
                                        reference=reference)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,11 +1,7 @@
-"""Grading probe, run by path in a fresh process: import a learner's script, call its `main(model, question)`
-per job, record the vLLM engines it built and the texts they generated (`grading.run_script` reads the report).
-
-    python script_probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]
-
-Only the standard library (and the course's import hook, which uses nothing else) is imported before the script runs,
-so it sees its environment as it would alone.
-"""
+"""Grading probe, run by path in a fresh process (`grading.run_script` reads its report): it calls a learner script's
+`main(model, question)` per job and records the vLLM engines built and texts generated. Only the standard library is
+imported before the script runs, so it sees its environment as it would alone. Usage:
+    python script_probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]"""
 
 import json
 import os
@@ -81,7 +77,6 @@ def _greedy_answers(questions: list[str], reference: str) -> dict[str, str]:
             except Exception:  # noqa: BLE001 - e.g. the script shut its engine down: load one
                 break
     from vllm_course.engine import machine_kwargs
-
     return ask(LLM(model=reference, **machine_kwargs()))
 
 
@@ -95,12 +90,10 @@ def main(report_path: str, script: str, sentinel: str, jobs: list[dict], referen
             returned, error = namespace["main"](job["model"], job["question"]), None
         except BaseException as exc:  # noqa: BLE001 - reported; the grader decides
             returned, error = None, f"{type(exc).__name__}: {str(exc)[-600:]}"
-        after = _requests(sentinel)
         results.append({**job, "returned": returned, "error": error,
                         "engines": [_model(llm) for llm in built[first_engine:]], "generated": generated[first_text:],
-                        "requests": None if requests is None else after - requests})
+                        "requests": None if requests is None else _requests(sentinel) - requests})
     from huggingface_hub import constants
-
     report = {"hf_offline": bool(constants.HF_HUB_OFFLINE), "jobs": results, "expected": {}}
     if reference:
         watching[0] = False
@@ -108,7 +101,6 @@ def main(report_path: str, script: str, sentinel: str, jobs: list[dict], referen
     with open(report_path, "w", encoding="utf-8") as fh:
         json.dump(report, fh, default=repr)
     import psutil
-
     for child in psutil.Process().children(recursive=True):  # e.g. an engine process the script started
         child.kill()
     sys.stdout.flush()
