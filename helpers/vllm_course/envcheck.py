@@ -13,8 +13,7 @@ from .machine import has_gpu, quant_support
 
 # The versions the course's facts were measured on (a test keeps them in step with pyproject.toml).
 PINNED: dict[str, str] = {"vllm": "0.32.0", "huggingface_hub": "2.4.0", "transformers": "5.19.0"}
-# Needed by every lesson (required), or only by some (optional: the quantized ones by lesson 06 and
-# exercise 3, the sharded one by lesson 09).
+# Needed by every lesson; the other course models are optional (quantized: lesson 06, exercise 3; sharded: 09).
 REQUIRED_MODELS = (config.BASE_MODEL, config.BIN_MODEL, config.PT_MODEL)
 
 
@@ -68,9 +67,8 @@ class EnvReport:
 
 
 def check_environment(profile: str | None = None, *, endpoint: str | None = None, timeout: float = 3.0) -> EnvReport:
-    """Check versions, device, profile, hub and course models; return the table (`report.ok`: ready).
-
-    `profile` defaults to $VLLM_COURSE_PROFILE, else "offline"; `endpoint` to $HF_ENDPOINT, else the profile's hub."""
+    """Check versions, device, profile, hub and course models; return the table (`report.ok`: ready). `profile`
+    defaults to $VLLM_COURSE_PROFILE, else "offline"; `endpoint` to $HF_ENDPOINT, else the profile's hub."""
     profile = _profile(profile)
     device = device_check()
     checks = [vllm_check(device_is_gpu=device.found.startswith("cuda"))]
@@ -116,7 +114,6 @@ def device_check() -> Check:
     try:
         if has_gpu():
             import torch
-
             return Check("device", True, f"cuda ({torch.cuda.get_device_name(0)})")
     except ImportError:
         return Check("device", False, "unknown (torch missing)", "run `make lab`")
@@ -129,29 +126,26 @@ def quant_checks() -> list[Check]:
         support = quant_support()
     except Exception as exc:  # noqa: BLE001 - vLLM missing or broken: the vllm row already says so
         return [Check("quantized kernels", False, f"unknown ({type(exc).__name__})", "run `make lab`", required=False)]
-    return [
-        Check("machine", True, f"{support.device} {support.isa}, {support.library}, dtype {support.dtype}"),
-        Check("GPTQ/AWQ 4-bit (W4A16)", support.w4a16, "runs" if support.w4a16 else "cannot run here",
-              support.why_w4a16, required=False),
-        Check("int8 W8A8", support.w8a8, "runs" if support.w8a8 else "cannot run here", support.why_w8a8,
-              required=False),
-        Check("quantized course model", True, support.quantized_model),
-    ]
+    return [Check("machine", True, f"{support.device} {support.isa}, {support.library}, dtype {support.dtype}"),
+            Check("GPTQ/AWQ 4-bit (W4A16)", support.w4a16, "runs" if support.w4a16 else "cannot run here",
+                  support.why_w4a16, required=False),
+            Check("int8 W8A8", support.w8a8, "runs" if support.w8a8 else "cannot run here", support.why_w8a8,
+                  required=False),
+            Check("quantized course model", True, support.quantized_model)]
 
 
 def hub_check(profile: str, endpoint: str | None = None, timeout: float = 3.0) -> Check:
     """Check that the profile's hub answers: the course hub (offline) or the Hub's API (online)."""
-    if _profile(profile) == "offline":
+    offline = _profile(profile) == "offline"
+    default = f"http://{config.HUB_HOST}:{config.HUB_PORT}" if offline else "https://huggingface.co"
+    url = (endpoint or os.environ.get("HF_ENDPOINT") or default).rstrip("/")
+    if offline:
         from . import hub
-
-        url = (endpoint or os.environ.get("HF_ENDPOINT") or f"http://{config.HUB_HOST}:{config.HUB_PORT}").rstrip("/")
         if hub.is_running(url):
             return Check("hub", True, f"course hub up at {url}")
         return Check("hub", False, f"no course hub at {url}",
                      "run the setup() cell again, or `python -m vllm_course hub start`")
-    url = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     import httpx
-
     try:
         httpx.get(f"{url}/api/models/{config.ONLINE_MODELS[config.BASE_MODEL]}", timeout=timeout).raise_for_status()
     except httpx.HTTPError as exc:
@@ -163,7 +157,6 @@ def hub_check(profile: str, endpoint: str | None = None, timeout: float = 3.0) -
 def model_check(repo_id: str, *, required: bool = True) -> Check:
     """Check that a course model repo is built (its config.json exists under the repos folder)."""
     from .build import wants_awq
-
     if (config.repo_path(repo_id) / "config.json").is_file():
         return Check(repo_id, True, "built", required=required)
     hint = "run `make models`"

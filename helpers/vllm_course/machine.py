@@ -1,10 +1,7 @@
 """What this machine can run: the one probe of GPU, CPU instruction set, dtype and quantized kernels.
 
-vLLM's CPU build loads one kernel library per instruction set (`vllm/platforms/cpu.py`): `vllm._C` (AVX-512 with
-BF16), `vllm._C_AVX512` or `vllm._C_AVX2`, which has no `cpu_gemm_wna16` (the W4A16 kernel of GPTQ and AWQ: a 4-bit
-model loads there, then fails at its first forward pass); `quant_support()` asks the loaded library which ops it
-has instead of finding out by a crash. On a GPU the rules are vLLM 0.32's kernel requirements
-(`gpu_quantization_problem`, pure: testable on CPU)."""
+vLLM's CPU build loads one kernel library per instruction set (`vllm/platforms/cpu.py`); AVX2's has no W4A16 kernel
+(GPTQ/AWQ load, then fail at the first forward pass), so `quant_support()` asks the loaded library for its ops."""
 
 from __future__ import annotations
 
@@ -19,9 +16,8 @@ from . import config
 # vLLM 0.32's CPU ops behind each quantized format.
 W4A16_OP = "cpu_gemm_wna16"
 W8A8_OP = "onednn_scaled_mm"
-# What vLLM 0.32's CUDA kernels need, as major * 10 + minor (tests/test_bad_inputs.py checks them against
-# the installed vLLM): AutoGPTQConfig / AutoAWQConfig.get_min_capability(); Marlin (4-bit) and CUTLASS
-# int8 (W8A8); bfloat16 itself (Ampere). Below Marlin, GPTQ runs on Exllama: float16 activations only.
+# vLLM 0.32's CUDA minimum compute capabilities, major * 10 + minor (tests/test_bad_inputs.py checks them): GPTQ/AWQ
+# configs, Marlin (4-bit), CUTLASS int8 (W8A8), bfloat16 (Ampere). Below Marlin GPTQ runs on Exllama: float16 only.
 METHOD_MIN_CAPABILITY = {"gptq": 60, "awq": 75}
 MARLIN_MIN_CAPABILITY = 75
 W8A8_MIN_CAPABILITY = 75
@@ -73,16 +69,14 @@ def cpu_isa() -> str:
 
 
 def has_amx() -> bool:
-    """True on CPUs with AMX tiles (Intel Xeon since Sapphire Rapids), asked the way vLLM 0.32 asks before
-    it picks its AMX kernels (`torch.cpu._is_amx_tile_supported()`)."""
+    """True on a CPU machine with AMX tiles (Intel Xeon since Sapphire Rapids), asked as vLLM 0.32 asks."""
     import torch
     return not has_gpu() and bool(torch.cpu._is_amx_tile_supported())
 
 
 def core_share(index: int, workers: int) -> list[int]:
-    """The cores worker `index` of `workers` runs on: every `workers`-th core this process may use (all of them if
-    fewer; [] where the OS cannot pin). vLLM binds its threads to its process's cores (children inherit them):
-    two engines on the same cores spin against each other, and each runs several times slower than alone."""
+    """Worker `index` of `workers`'s cores: every `workers`-th one this process may use (all if fewer; [] where the
+    OS cannot pin). vLLM binds its threads to its process's cores: engines sharing cores each run several times slower."""
     if not hasattr(os, "sched_getaffinity"):
         return []
     cores = sorted(os.sched_getaffinity(0))
@@ -101,17 +95,15 @@ def kill_tree(pid: int) -> None:
 
 
 def best_dtype() -> str | None:
-    """The dtype `machine_kwargs()` passes to `LLM(...)`; None keeps the model's own (bfloat16).
+    """The dtype `machine_kwargs()` passes to `LLM(...)`; None keeps the model's own (bfloat16). Measured:
 
-    - AVX2 (no bf16 arithmetic, vLLM emulates it; 8 prompts x 32 tokens, `benchmarks/bench_quantized.py`):
-      bfloat16 34 tok/s, float16 38, float32 78. So float32.
-    - AMX: in bfloat16 vLLM 0.32 runs attention on its AMX kernel (`cpu_attn._get_attn_isa`) and the course model
-      answers "What is the capital of France?" with "L'Etoile, la Marseillaise, la femme..." (transformers in bf16
-      and vLLM in float16 or float32: Paris). So float16 ("vec" attention kernel), not float32: within noise on 2
-      Xeon cores (batch 94-109 vs 97-102 tok/s in two runs, bf16 140), and GPTQ/AWQ, run here, refuse float32.
-    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype. Without AVX512_BF16 (emulated,
-      `bench_quantized.py --emulate AVX512`) float32 made 2.4x bf16's batch tok/s but 0.8x for one prompt, and
-      GPTQ/AWQ refuse float32: bf16 kept."""
+    - AVX2 (bf16 emulated; 8 prompts x 32 tokens, `benchmarks/bench_quantized.py`): bf16 34 tok/s, fp16 38, fp32 78.
+    - AMX: in bf16 vLLM 0.32 runs attention on its AMX kernel (`cpu_attn._get_attn_isa`) and the course model answers
+      "What is the capital of France?" with "L'Etoile, la Marseillaise, la femme..." (Paris in float16 or float32, and
+      in transformers' bf16). So float16 ("vec" kernel), not float32: as fast within noise on 2 Xeon cores (batch
+      94-109 vs 97-102 tok/s, bf16 140), and GPTQ/AWQ refuse float32.
+    - Elsewhere (GPU, AVX-512 without AMX: 450-470 tok/s in bf16) the model's dtype: without AVX512_BF16 (emulated,
+      `bench_quantized.py --emulate AVX512`) float32 made 2.4x bf16's batch tok/s but 0.8x for one prompt: bf16 kept."""
     if has_gpu():
         return None
     return "float32" if cpu_isa() == "AVX2" else "float16" if has_amx() else None
@@ -125,8 +117,7 @@ def w8a8_dtype() -> str | None:
 
 @functools.cache
 def quant_support() -> QuantSupport:
-    """Probe which quantized formats vLLM can run here (once per process): on CPU, the ops of vLLM's
-    kernel library for this CPU, loaded as vLLM loads it; on a GPU, its compute capability."""
+    """Probe once which quantized formats vLLM runs here: the ops of its CPU kernel library, or the GPU's capability."""
     import torch
     if has_gpu():
         major, minor = torch.cuda.get_device_capability(0)

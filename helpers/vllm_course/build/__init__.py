@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config
-from ..config import repo_path
 from ..errors import ModelBuildError, ModelNotBuiltError
 from ..machine import core_share, cpu_isa, has_gpu
 from ..hub.repos import file_hashes
@@ -36,7 +35,7 @@ class BuiltRepo:
 
 def require(repo_id: str) -> Path:
     """Return the folder of a built course repo (ModelNotBuiltError, saying how to build it, if not)."""
-    path = repo_path(repo_id)
+    path = config.repo_path(repo_id)
     if not (path / "config.json").is_file():
         raise ModelNotBuiltError(f"{repo_id} is not built in {config.repos_dir()}: run `make models` "
                                  "(or `python -m vllm_course models build`).")
@@ -46,8 +45,7 @@ def require(repo_id: str) -> Path:
 def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = False,
               log: Callable[[str], None] = print) -> list[BuiltRepo]:
     """Build the repos missing or out of date (`force`: all; `quick`: `config.QUICK_MODELS`; `awq`: default
-    `wants_awq()`) and return them all: the quick ones one at a time (the quantizer's tool venv installs meanwhile),
-    then GPTQ and AWQ side by side, each on its own share of the cores. Raises ModelBuildError naming the step."""
+    `wants_awq()`) and return them all; GPTQ and AWQ build side by side. Raises ModelBuildError naming the step."""
     awq = wants_awq() if awq is None else awq
     wanted = config.QUICK_MODELS if quick else [r for r in config.COURSE_MODELS if awq or r != config.AWQ_MODEL]
     with _build_lock(log):
@@ -59,9 +57,11 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
                 os.sched_setaffinity(0, cores)
             log(f"building    {repo_id} ...")
             entry = _build_into_place(repo_id)
-            with written:
+            with written:  # manifest.json written whole, then renamed into place
                 manifest[repo_id] = entry
-                _write_manifest(manifest)
+                tmp = config.repos_dir() / "manifest.tmp"
+                tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+                tmp.replace(tmp.with_suffix(".json"))
             log(f"built       {repo_id} in {entry['provenance']['build_seconds']:.0f} s")
 
         quantized = [r for r in stale if r not in config.QUICK_MODELS]
@@ -69,7 +69,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
             tool_venv = venv_pool.submit(quantize.ensure_tool_venv) if quantized else None
             for repo_id in wanted:
                 if repo_id not in stale:
-                    _readable_by_all(repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
+                    _readable_by_all(config.repo_path(repo_id))  # builds before fd1eb9c left some weights at 0600
                     log(f"up to date  {repo_id}")
                 elif repo_id in config.QUICK_MODELS:
                     build(repo_id)
@@ -81,7 +81,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
             with ThreadPoolExecutor(len(quantized)) as pool:
                 for done in [pool.submit(build, r, core_share(n, len(quantized))) for n, r in enumerate(quantized)]:
                     done.result()  # the first build error, raised here
-    return [BuiltRepo(r, repo_path(r), manifest[r]["files"], rebuilt=r in stale) for r in wanted]
+    return [BuiltRepo(r, config.repo_path(r), manifest[r]["files"], rebuilt=r in stale) for r in wanted]
 
 
 def wants_awq() -> bool:
@@ -136,27 +136,18 @@ def _build_lock(log: Callable[[str], None]) -> Iterator[None]:
         yield
 
 
-def _write_manifest(manifest: dict) -> None:
-    """Write manifest.json whole, then rename it into place."""
-    path = config.repos_dir() / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
 def _up_to_date(repo_id: str, entry: dict | None) -> bool:
     """Recipe unchanged and every recorded file present with its recorded size."""
     if not entry or entry.get("recipe") != RECIPE_VERSION:
         return False
-    folder = repo_path(repo_id)
+    folder = config.repo_path(repo_id)
     on_disk = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     return on_disk == set(entry["files"]) and all(
         (folder / n).stat().st_size == entry["provenance"]["sizes"][n] for n in entry["files"])
 
 
 def _build_into_place(repo_id: str) -> dict:
-    start, dst = time.perf_counter(), repo_path(repo_id)
+    start, dst = time.perf_counter(), config.repo_path(repo_id)
     tmp = dst.with_name(f".{dst.name}.partial")  # hidden: the hub does not list it as a repo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import background
-from ..config import repo_path
+from .. import background, config
 from . import build_all, read_manifest
 
 
@@ -35,6 +34,6 @@ def _build(args: argparse.Namespace) -> None:
 
 def _list(_: argparse.Namespace) -> None:
     for repo_id, entry in sorted(read_manifest().items()):
-        folder = repo_path(repo_id)
+        folder = config.repo_path(repo_id)
         size = sum((folder / f).stat().st_size for f in entry["files"] if (folder / f).exists())
         print(f"{repo_id:45s} {size / 1e6:8.1f} MB  {folder}")

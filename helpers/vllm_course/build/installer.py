@@ -1,8 +1,7 @@
 """`pip install`, done by uv where it can: pip's own settings become uv's flags, and pip runs where uv cannot.
 
-uv installs the same packages from the same indexes in seconds instead of minutes. It does not read pip.conf or
-PIP_* variables, so they are translated from `pip config list`; a setting it has no flag for means pip installs.
-Runs by path before the course package is installed (`python installer.py --python PY -- ARGS`), and imported."""
+uv (seconds instead of pip's minutes) reads neither pip.conf nor PIP_*: they come from `pip config list`. Runs by path
+before the course package is installed (`python installer.py --python PY -- ARGS`), and imported."""
 
 from __future__ import annotations
 

@@ -22,13 +22,12 @@ Method = Literal["gptq", "awq"]
 METHODS: tuple[str, ...] = ("gptq", "awq")
 
 TORCH = "torch==2.13.0+cpu"
-GPTQMODEL = "gptqmodel==7.7.0"
 
 # gptqmodel WITHOUT its deps (it pins torch>=2.14.1, transformers>=5.20.2), then its light deps at our torch.
 _STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("torch, transformers, accelerate, safetensors",
      (TORCH, "transformers==5.19.0", "accelerate==1.15.0", "safetensors==0.8.0")),
-    ("gptqmodel (without its deps: they would replace torch)", ("--no-deps", GPTQMODEL)),
+    ("gptqmodel (without its deps: they would replace torch)", ("--no-deps", "gptqmodel==7.7.0")),
     ("gptqmodel's light deps", (TORCH, "threadpoolctl==3.8.0", "device-smi==0.5.7", "pypcre==0.6.4",
      "logbar==0.4.15", "tokenicer==0.0.14", "defuser==0.0.28", "dill==0.4.1", "jinja2==3.1.6", "ninja==1.13.2",
      "protobuf==7.36.2", "pillow==13.0.0", "requests==2.34.2", "packaging==26.4")),
@@ -72,7 +71,6 @@ def ensure_tool_venv() -> Path:
     start = time.perf_counter()
     if venv.exists():
         shutil.rmtree(venv)
-    venv.parent.mkdir(parents=True, exist_ok=True)
     _check(subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True),
            f"Creating the venv {venv}")
     lock = venv / "constraints.txt"
@@ -93,7 +91,6 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
     src, dst = Path(src).resolve(), Path(dst).resolve()
     _check_source(src)
     python = ensure_tool_venv()
-
     start = time.perf_counter()
     log = config.course_home() / "logs" / f"quantize-{method}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +113,9 @@ def quantize(method: Method, src: Path, dst: Path) -> dict[str, Any]:
                                   ) from subprocess.CalledProcessError(proc.returncode, cmd)
         _complete_folder(out, src)
         settings: dict[str, Any] = json.loads(report.read_text())
-        _replace_dir(out, dst)
+        if dst.exists():  # moved aside whole, then removed with `work`: no half folder is ever visible at dst
+            dst.rename(work / "old")
+        out.rename(dst)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     settings["seconds"] = round(time.perf_counter() - start, 1)
@@ -163,13 +162,3 @@ def _complete_folder(out: Path, src: Path) -> None:
                               "see the tool log and retry.")
     if not any(out.glob("*.safetensors")):
         raise ModelBuildError(f"The quantizer wrote no *.safetensors weights in {out}; see the tool log.")
-
-
-def _replace_dir(new: Path, dst: Path) -> None:
-    """Move `new` to `dst`, replacing an older `dst` with no moment where a half folder is visible."""
-    old = dst.with_name(f".{dst.name}.old-{os.getpid()}") if dst.exists() else None
-    if old:
-        dst.rename(old)
-    new.rename(dst)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
