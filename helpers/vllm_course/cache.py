@@ -74,7 +74,6 @@ def table(info: HFCacheInfo, by: str = "revision") -> str:
 def safe_delete_revisions(info: HFCacheInfo,
                           *targets: CachedRevisionInfo | str | os.PathLike[str]) -> DeleteCacheStrategy:
     """Given a scan and revisions, return `info.delete_revisions()`'s strategy minus every path outside the cache.
-
     `targets`: revisions of `info`, full commit hashes, or a repo or `snapshots/<hash>` folder. The library would
     `os.remove()` a file outside the cache that a snapshot links to (lesson 03)."""
     root = Path(info.cache_dir or ".").resolve()
@@ -132,14 +131,12 @@ class SpaceCheck:
 def check_free_space(repo_id: str, *, revision: str | None = None, allow_patterns: list[str] | str | None = None,
                      ignore_patterns: list[str] | str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                      keep_free_bytes: int = 0, api: HfApi | None = None, raise_error: bool = True) -> SpaceCheck:
-    """Check, before downloading, that a model repo (minus its cached blobs) fits in the free space of the cache's disk.
-
-    huggingface_hub only warns, file by file, once a download has started."""
+    """Check, before downloading, that a model repo (minus its cached blobs) fits in the free space of the cache's disk
+    (huggingface_hub only warns once a download has started); InsufficientDiskSpaceError unless `raise_error=False`."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.utils import filter_repo_objects
-
     if not isinstance(keep_free_bytes, int) or keep_free_bytes < 0:
         raise CacheTargetError(f"keep_free_bytes={keep_free_bytes!r}: pass a byte count >= 0, e.g. 2_000_000_000.")
     api = api or HfApi()
@@ -182,7 +179,6 @@ def verify(repo_id: str, *, revision: str | None = None,
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
     from huggingface_hub.utils._verification import FolderVerification, Mismatch, compute_file_hash
-
     folder = hub_cache(cache_dir)
     try:  # the library's own lookup of a cached revision (no network)
         snapshot = Path(snapshot_download(repo_id, revision=revision, cache_dir=folder, local_files_only=True))

@@ -1,11 +1,7 @@
 """The notebook's exception handler (`setup()` registers it): a failed vLLM / huggingface_hub call explained.
 
-When a cell's own call into vLLM or huggingface_hub fails, the cell shows the traceback shortened to the
-learner's line and the library line that raised ("[... 7 library frames hidden by vllm_course: %tb shows them
-all]"), then a line of advice from `diagnose.advise` ("vllm_course: course/SmolLM2-135M-Instrukt does not exist on
-http://127.0.0.1:8765 (404 RepoNotFound): ..."). Nothing is swallowed: the cell still fails and `%tb` / `%debug`
-see the whole exception. Anything else (a NameError, a library error with no advice) gets IPython's normal one.
-"""
+Its traceback is cut to the learner's line and the library line that raised, plus `diagnose.advise`'s line; the cell
+still fails and `%tb` / `%debug` see the whole exception. Anything else gets IPython's normal display."""
 
 from __future__ import annotations
 

@@ -40,7 +40,6 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
         return None
     from huggingface_hub import constants
     from huggingface_hub import errors as hf
-
     chain = _chain(exc)
     endpoint, cache, offline = constants.ENDPOINT, constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE
     local = bool(model) and (model.startswith(("/", "./", "../", "~")) or os.path.isdir(os.path.expanduser(model)))
@@ -49,9 +48,8 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
     text = "\n".join(str(e) for e in chain)
 
     if local and Path(model).is_dir() and (missing := formats.missing_files(model)):
-        return LocalModelError(f"{model} is not a loadable model folder: it lacks {_and(missing)}; copy the whole "
-                               f"repo there (`hf download <org/name> --local-dir {model}`) or pass the Hub repo id "
-                               "instead.")
+        return LocalModelError(f"{model} is not a loadable model folder: it lacks {_and(missing)}; copy the whole repo "
+                               f"there (`hf download <org/name> --local-dir {model}`) or pass the Hub repo id instead.")
     if (bad := _first(chain, hf.HFValidationError)) is not None:
         if local:
             return LocalModelError(f"{model} does not exist: check the path, or pass a Hub repo id such as "
@@ -81,20 +79,18 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
             "or set HF_HUB_OFFLINE=1 to use only what is cached.")
     if (incomplete := _first(chain, hf.IncompleteSnapshotError)) is not None and offline:
         snap = Path(incomplete.snapshot_path)
-        return PartialSnapshotError(
-            f"{repo or 'the model'} is only partly cached in {snap}: it lacks {_and(_missing_in(snap)) or 'files'}, "
-            f"and HF_HUB_OFFLINE=1 forbids fetching them: run `hf download {repo or 'the model'}` while online, "
-            "then load again.")
+        return PartialSnapshotError(f"{repo or 'the model'} is only partly cached in {snap}: it lacks "
+                                    f"{_and(_missing_in(snap)) or 'files'}, and HF_HUB_OFFLINE=1 forbids fetching "
+                                    f"them: run `hf download {repo or 'the model'}` while online, then load again.")
     if (transport := _transport_error(chain)) is not None and not offline:
         fix = ("start the course hub (`python -m vllm_course hub start`)"
                if any(f"//{host}" in endpoint for host in ("127.0.0.1", "localhost", "[::1]"))
                else "check your network connection or proxy")
         reason = _transport_reason(transport)
         if repo and any("peer closed connection without sending complete message body" in str(e) for e in chain):
-            return HubUnreachableError(
-                f"HF_ENDPOINT={endpoint} stopped answering while {repo} was downloading ({reason}): no partial "
-                f"file was kept; {fix}, then run it again (it starts over: huggingface_hub 2.4 resumes only "
-                "within one call).")
+            return HubUnreachableError(f"HF_ENDPOINT={endpoint} stopped answering while {repo} was downloading "
+                                       f"({reason}): no partial file was kept; {fix}, then run it again (it starts "
+                                       "over: huggingface_hub 2.4 resumes only within one call).")
         return HubUnreachableError(f"HF_ENDPOINT={endpoint} does not answer ({reason}) and HF_HUB_OFFLINE is not "
                                    f"set: {fix}, or set HF_HUB_OFFLINE=1 before importing vllm/huggingface_hub to "
                                    "load from the cache.")
@@ -177,7 +173,6 @@ def _explain_weights(model: str | None, revision: str | None, load_format: str) 
         names = sorted(p.name for p in Path(model).iterdir() if p.is_file())
         return WeightFormatError(formats.weight_format_message(model, load_format, names))
     from huggingface_hub import HfApi, constants
-
     names, where = [], f"{model} on {constants.ENDPOINT}"
     with contextlib.suppress(Exception):
         if constants.HF_HUB_OFFLINE:
@@ -282,7 +277,6 @@ def _repo_from_url(exc: BaseException) -> str:
 def _suggest(repo: str) -> str | None:
     """A repo of the same org on the hub whose name is close (typo help), if the hub says so quickly."""
     from huggingface_hub import HfApi
-
     if "/" not in repo:
         return None
     try:
@@ -295,7 +289,6 @@ def _suggest(repo: str) -> str | None:
 def _in_hf_home(exc: OSError) -> bool:
     """Whether the failed path lies in (or above) HF_HOME or the hub cache."""
     from huggingface_hub import constants
-
     target = os.path.abspath(str(exc.filename or ""))
     roots = {os.path.abspath(constants.HF_HOME), os.path.abspath(constants.HF_HUB_CACHE)}
     return bool(exc.filename) and any(target == r or target.startswith(r + os.sep) or r.startswith(target + os.sep)

@@ -1,17 +1,10 @@
-"""The one obvious way to construct `vllm.LLM` on this machine, and to free it again::
-
-    with load_report() as report:
-        llm = LLM(model="course/SmolLM2-135M-Instruct", **machine_kwargs())
-    print(report)        # seconds, checkpoint size from vLLM's own log, RSS
-    release(llm)         # shut the engine down so the next load starts clean
-
-Importing this module runs `prepare_environment()`: vLLM reads its env vars at `import vllm`.
-"""
+"""The one obvious way to construct `vllm.LLM` on this machine and free it again: `LLM(..., **machine_kwargs())`
+inside `with load_report() as report:` (seconds, sizes from vLLM's log, RSS), then `release(llm)`; `load()` does the
+first two. Importing this module runs `prepare_environment()`: vLLM reads its env vars at `import vllm`."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
 import logging
@@ -22,7 +15,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +128,6 @@ class _ReportBox:
 @contextlib.contextmanager
 def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_ReportBox]:
     """Time the `LLM(...)` call in the block and parse vLLM's load log into a box that acts as a `LoadReport`.
-
     `model`: the name to print (default: from vLLM's log); `quiet` keeps vLLM's console output in `report.log`."""
     box, error = _ReportBox(), None
     _import_vllm()
@@ -167,7 +159,6 @@ def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, Loa
     try:
         with load_report(model, quiet=quiet) as report:
             from vllm import LLM
-
             llm = LLM(model=model, **kwargs)
     except Exception as exc:
         asked = {k: kwargs.get(k) for k in ("revision", "load_format", "quantization", "dtype")}
@@ -178,7 +169,7 @@ def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, Loa
         return llm, report.report
     found, fmt = formats.inspect_folder(folder), kwargs.get("load_format", "auto")
     picked = found.picks(fmt if fmt in formats.LOAD_FORMAT_PATTERNS else "auto")
-    return llm, dataclasses.replace(report.report, weight_files=picked, quantization=found.quantization)
+    return llm, replace(report.report, weight_files=picked, quantization=found.quantization)
 
 
 def release(llm: Any) -> None:
@@ -206,14 +197,12 @@ def _free_memory() -> None:
     with contextlib.suppress(Exception):
         if "vllm" in sys.modules:
             from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
             cleanup_dist_env_and_memory()
     gc.collect()
 
 
 def _release_interrupted(exc: BaseException) -> None:
-    """Free what an `LLM(...)` stopped by Ctrl-C left behind (Jupyter keeps the traceback, whose frames
-    hold the half-built engine: ~1.7 GiB), and say so on the exception."""
+    """Free what a Ctrl-C'd `LLM(...)` left behind (Jupyter's kept traceback holds the half-built engine: ~1.7 GiB)."""
     traceback.clear_frames(exc.__traceback__)
     _free_memory()
     note = "vllm_course: the interrupted load was released; the next load starts clean."
@@ -244,12 +233,10 @@ def _import_vllm() -> None:
         prepare_environment()
         with console.discarded():
             from vllm import LLM  # noqa: F401 - configures vLLM logging; prints torch notices
-    if any(isinstance(h, LogBuffer) for h in logging.getLogger(_VLLM_LOGGER).handlers):
-        return
-    from vllm.config.logging import LoggingConfig
-    from vllm.logger import configure_logging_if_needed
-
-    configure_logging_if_needed(LoggingConfig())
+    if not any(isinstance(h, LogBuffer) for h in logging.getLogger(_VLLM_LOGGER).handlers):
+        from vllm.config.logging import LoggingConfig
+        from vllm.logger import configure_logging_if_needed
+        configure_logging_if_needed(LoggingConfig())
 
 
 def _parse(model: str, seconds: float, lines: tuple[str, ...]) -> LoadReport:
@@ -258,7 +245,6 @@ def _parse(model: str, seconds: float, lines: tuple[str, ...]) -> LoadReport:
     checkpoint, cpu_weights, gpu_weights = (r.search(text) for r in (_CHECKPOINT_RE, _CPU_WEIGHTS_RE, _GPU_WEIGHTS_RE))
     weights_seconds = gpu_weights.group(2) if gpu_weights else cpu_weights and cpu_weights.group(1)
     import torch  # vLLM has imported it already
-
     gpu_bytes = int(torch.cuda.memory_allocated()) if has_gpu() else None
     return LoadReport(model, seconds, "cpu" if gpu_bytes is None else "cuda",
                       checkpoint_gib=checkpoint and float(checkpoint.group(1)),

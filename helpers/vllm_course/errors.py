@@ -1,7 +1,5 @@
 """The course's exceptions: one base, subclasses that also match the built-in a caller expects."""
 
-from __future__ import annotations
-
 
 class CourseError(Exception):
     """Base class of every error the course helpers raise on purpose."""

@@ -25,6 +25,7 @@ WEIGHT_FILES = (*WEIGHT_SUFFIXES, ".pth")  # what a download of weights ends wit
 # Weight files of other frameworks, which no load_format reads (named in messages all the same).
 OTHER_WEIGHT_SUFFIXES = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", ".tflite")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit (safetensors refuses more)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class FormatReport:
                                     f"use one of {', '.join(LOAD_FORMAT_PATTERNS)}.")
         names = [n for names in self.weights.values() for n in names]
         for pattern in LOAD_FORMAT_PATTERNS[load_format]:
-            if found := tuple(sorted(n for n in names if fnmatch.fnmatch(n, pattern))):
+            if found := tuple(sorted(fnmatch.filter(names, pattern))):
                 return found
         return ()
 
@@ -113,14 +114,10 @@ def model_folder(model: str, revision: str | None = None) -> Path | None:
     if Path(model).is_dir():
         return Path(model)
     from huggingface_hub import try_to_load_from_cache
-
     with contextlib.suppress(Exception):  # an id the cache cannot hold is simply not cached
         if isinstance(found := try_to_load_from_cache(model, "config.json", revision=revision), str):
             return Path(found).parent
     return None
-
-# The layout: 8 bytes (little-endian u64) = N, then N bytes of JSON, then the raw data.
-_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit (safetensors refuses more)
 
 
 @dataclass(frozen=True)
