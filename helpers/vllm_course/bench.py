@@ -1,7 +1,5 @@
-"""Figures of loaded vLLM engines side by side: weights, process memory, tokens/s, ratios, a chart.
-
-Lesson 06 and benchmarks/bench_quantized.py time `llm.generate` and hand the runs to `Throughput`; `Comparison`
-tabulates them, `plot` draws them. Compare models by ratios measured in one run, never across days."""
+"""Loaded vLLM engines side by side (lesson 06, benchmarks/bench_quantized.py): weights, process memory, tokens/s,
+ratios, a chart. Compare models by ratios measured in one run, never across days."""
 
 from __future__ import annotations
 
@@ -92,12 +90,15 @@ class BenchResult:
                     rss_before_bytes: int | None = None) -> BenchResult:
         """A result from a `load_report()` (memory, load time) and the throughputs a lesson measured."""
         report = getattr(report, "report", None) or report
-        files, quantization = _file_bytes(report.model)
-        return cls(label=label, model=report.model, device=report.device,
-                   quantization=quantization if files is not None else report.quantization,
-                   load_seconds=report.seconds, checkpoint_gib=report.checkpoint_gib,
-                   weights_gib=report.weights_gib, file_bytes=files, rss_before_bytes=rss_before_bytes,
-                   rss_bytes=report.rss_bytes, gpu_bytes=report.gpu_bytes, batch=batch, single=single)
+        files, quantization = None, report.quantization
+        if (folder := formats.model_folder(report.model)) is not None:  # a folder or a cached repo id
+            found = formats.inspect_folder(folder)
+            files = sum((found.path / n).stat().st_size for n in found.picks("auto"))  # the files vLLM reads
+            quantization = found.quantization
+        return cls(label=label, model=report.model, device=report.device, quantization=quantization,
+                   load_seconds=report.seconds, checkpoint_gib=report.checkpoint_gib, weights_gib=report.weights_gib,
+                   file_bytes=files, rss_before_bytes=rss_before_bytes, rss_bytes=report.rss_bytes,
+                   gpu_bytes=report.gpu_bytes, batch=batch, single=single)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields."""
@@ -176,8 +177,7 @@ class Comparison:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    def __str__(self) -> str:
-        return self.table()
+    __str__ = table
 
 
 def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
@@ -215,12 +215,3 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
-
-
-def _file_bytes(model: str) -> tuple[int | None, str | None]:
-    """Bytes of the weight files vLLM reads for `model` (a folder or a cached repo id), and its quant_method."""
-    folder = formats.model_folder(model)
-    if folder is None:
-        return None, None
-    found = formats.inspect_folder(folder)
-    return sum((found.path / n).stat().st_size for n in found.picks("auto")), found.quantization

@@ -68,8 +68,7 @@ GPTQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-GPTQ-Int4"
 AWQ_MODEL = f"{ORG}/SmolLM2-135M-Instruct-AWQ-Int4"
 W8A8_MODEL = f"{ORG}/SmolLM2-135M-Instruct-W8A8"  # int8: runs where 4-bit kernels do not (AVX2 CPUs)
 SHARDED_MODEL = f"{ORG}/SmolLM2-135M-Instruct-sharded"  # bf16 in 3 safetensors shards + index (lesson 09)
-# Every course repo in build order: the quick ones take seconds (`models build --quick`), the 4-bit
-# ones minutes. `models build`, `models status` and the environment check read these two.
+# Every course repo in build order: the quick ones take seconds (`models build --quick`), the 4-bit ones minutes.
 QUICK_MODELS = (BASE_MODEL, BIN_MODEL, PT_MODEL, W8A8_MODEL, SHARDED_MODEL)
 COURSE_MODELS = (*QUICK_MODELS, GPTQ_MODEL, AWQ_MODEL)
 

@@ -1,6 +1,5 @@
-"""Console plumbing: keep a library's output out of a notebook cell (and keep it), and print text tables.
-
-`captured()` covers `sys.stdout`/`sys.stderr`, logging handlers' own streams, fds 1 and 2 and Jupyter widgets."""
+"""Console plumbing: keep a library's output out of a notebook cell (and keep it), and print text tables. `captured()`
+covers `sys.stdout`/`sys.stderr`, logging handlers' own streams, fds 1 and 2 and Jupyter widgets."""
 
 from __future__ import annotations
 

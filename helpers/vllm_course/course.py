@@ -1,11 +1,7 @@
 """The first cell of every notebook, `course = setup()`: choose a profile, set the env vars before any import.
 
-huggingface_hub (which vLLM imports) reads HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT once, at import:
-run `setup()` before `import vllm` in a fresh kernel (it warns otherwise). Profiles: offline (default), the course
-models served by the course hub on 127.0.0.1:8765; online, the real Hub's models (Qwen2.5-0.5B-Instruct and its
-GPTQ/AWQ/W8A8, opt-125m) through the course hub as a logging mirror of $VLLM_COURSE_UPSTREAM (127.0.0.1:8766), for
-a GPU box with internet. Both use a course-owned HF_HOME (`<course home>/hf`, or a fresh one per notebook), never
-~/.cache/huggingface."""
+Profiles: offline (default), the course models from the course hub; online (a GPU box with internet), the real Hub's
+models through the course hub as a logging mirror of $VLLM_COURSE_UPSTREAM. Both use a course-owned HF_HOME."""
 
 from __future__ import annotations
 
@@ -84,15 +80,9 @@ class Course:
 def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_hub: bool = True) -> Course:
     """Configure this process for the course (env vars, hub, notebook error advice); call it before importing vllm.
 
-    Args:
-        profile: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline").
-        fresh_cache: give this notebook its own empty HF_HOME named after it (e.g. "lesson01"), so a
-            lesson that downloads or deletes starts the same way every run.
-        start_hub: start (or reuse) the profile's course hub and point HF_ENDPOINT at it; False leaves
-            HF_ENDPOINT as it is (e.g. a private hub the notebook activated first).
-
-    Raises ModelNotBuiltError (offline, models not built), HubError (the hub could not start), ValueError.
-    """
+    `profile`: "offline" or "online" (default: $VLLM_COURSE_PROFILE, else "offline"). `fresh_cache`: this notebook's
+    own empty HF_HOME, named after it (e.g. "lesson01"). `start_hub=False` leaves HF_ENDPOINT as it is (e.g. a
+    private hub). Raises ModelNotBuiltError (offline, models not built), HubError (hub did not start), ValueError."""
     from . import hub
     profile = (profile or config.profile()).lower()
     if profile not in {"offline", "online"}:

@@ -1,7 +1,5 @@
-"""The environment variables the course sets in this process, each recorded with why.
-
-`course.setup()` and `engine.prepare_environment()` change `os.environ` only through `put()`, `default()` and
-`remove()`; `print(course)` lists `recorded()`. huggingface_hub and vLLM read most of these once, at import."""
+"""The environment variables the course sets in this process, each recorded with why: `course.setup()` and
+`engine.prepare_environment()` change `os.environ` only through `put()`, `default()` and `remove()`."""
 
 from __future__ import annotations
 

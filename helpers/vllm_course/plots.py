@@ -1,7 +1,5 @@
-"""Small matplotlib charts for lessons: a labelled bar chart, and the cache's size per repo.
-
-On `matplotlib.figure.Figure` (no pyplot: a notebook never shows one twice), shown as PNG; nbval compares only
-the text form (`<PngFigure size 700x170 with 1 Axes>`)."""
+"""Small matplotlib charts for lessons: a labelled bar chart, the cache's size per repo. Figures without pyplot (a
+notebook never shows one twice), shown as PNG; nbval compares their text (`<PngFigure size 700x170 with 1 Axes>`)."""
 
 from __future__ import annotations
 

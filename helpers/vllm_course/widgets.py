@@ -1,7 +1,5 @@
-"""A cache browser for live demos: list cached revisions, select, read the dry run, confirm the deletion.
-
-An ipywidgets form, or its text where widgets cannot render (nbval); `select()`, `plan()`, `confirm()` and
-`cancel()` do what its buttons do, so a cell can drive it too."""
+"""A cache browser for live demos: list cached revisions, select, read the dry run, confirm the deletion. An
+ipywidgets form, or its text where widgets cannot render (nbval); its methods do what its buttons do."""
 
 from __future__ import annotations
 
@@ -98,8 +96,7 @@ class CacheBrowser:
                          "shows the dry run.")
         return "\n".join([*lines, self.status] if self.status else lines)
 
-    def __repr__(self) -> str:
-        return self.text()
+    __repr__ = text
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         if self._ui is None:
