@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from .console import table
 from .errors import CourseError
 from .machine import core_share, kill_tree
 
@@ -52,14 +53,12 @@ class GradeRun:
 
     def table(self) -> str:
         """The summary an instructor reads: one row per student, then the totals."""
-        rows = [f"{'student':24} {'score':>7} {'max':>5} {'seconds':>8}  note"]
-        for g in self.grades:
-            score = "-" if g.score is None else f"{g.score:g}"
-            rows.append(f"{g.student:24} {score:>7} {g.max_score:>5g} {g.seconds:8.1f}  {g.error}")
+        rows = [["student", "score", "max", "seconds", "note"]]
+        rows += [[g.student, "-" if g.score is None else f"{g.score:g}", f"{g.max_score:g}", f"{g.seconds:.1f}",
+                  g.error] for g in self.grades]
         per_min = 60 * len(self.grades) / self.seconds if self.seconds else 0.0
-        rows.append(f"{len(self.grades)} students in {self.seconds:.0f} s ({per_min:.2f} students/minute); "
-                    f"grades in {self.csv}")
-        return "\n".join(rows)
+        return (f"{table(rows, right=(1, 2, 3))}\n{len(self.grades)} students in {self.seconds:.0f} s "
+                f"({per_min:.2f} students/minute); grades in {self.csv}")
 
 
 def grade(exercise: str, course: Path | None = None, *, students: list[str] | None = None, workers: int = 1,
