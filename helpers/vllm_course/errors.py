@@ -53,10 +53,6 @@ class GradingCheckError(CourseError, AssertionError):
     """An exercise's independent check failed (nbgrader counts the test cell as failed)."""
 
 
-class FineTuneError(CourseError, ValueError):
-    """Fine-tuning examples that cannot train anything: none, or one without a question or an answer."""
-
-
 class BadModelIdError(CourseError, ValueError):
     """`model=` is neither an existing folder nor a valid Hub repo id."""
 
