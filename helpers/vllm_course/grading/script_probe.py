@@ -1,6 +1,6 @@
 """Grading probe, run by path in a fresh process (`grading.run_script` reads its report): it calls a learner script's
-`main(model, question)` per job and records the vLLM engines built and texts generated. Only the standard library is
-imported before the script runs, so it sees its environment as it would alone. Usage:
+`main(model, question)` per job and records the vLLM engines built and texts generated. Only the standard library
+(and the course's stdlib-only import hook) is imported before the script runs: it sees what it would alone. Usage:
     python script_probe.py <report.json> <script.py> <sentinel url or ""> <jobs as JSON> [<reference folder>]"""
 
 import json
