@@ -1,5 +1,5 @@
-"""The cache package: text tables over `scan_cache_dir()`, the safe delete strategy (dry run, execute,
-nothing outside the cache), the free-space check and offline verification.
+"""The cache module: text tables over `scan_cache_dir()`, and the safe delete strategy (dry run, execute,
+nothing outside the cache).
 
 Caches are real folders: built file by file in the Hub's layout (blobs named by their etag,
 snapshot symlinks, refs), or downloaded by the real huggingface_hub client from a course hub.
@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from huggingface_hub import CachedRevisionInfo, DeleteCacheStrategy, HfApi, scan_cache_dir
+from huggingface_hub import CachedRevisionInfo, DeleteCacheStrategy, scan_cache_dir
 
-from hub_fixtures import HF_CLI, TINY, client_env, hub_root, run_py, tiny_hub  # noqa: F401
+from hub_fixtures import HF_CLI
 from vllm_course import cache
-from vllm_course.errors import CacheSafetyError, CacheTargetError, InsufficientDiskSpaceError
+from vllm_course.errors import CacheSafetyError, CacheTargetError
 
 DAY = 86_400.0
 CONFIG_V1 = b'{"model_type": "llama", "hidden_size": 8}'
@@ -266,90 +266,3 @@ class TestSafety:
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["revisions"] == 1 and [p.name for p in strategy.snapshots] == [old]
         assert json.loads(done.stdout)["size"] == f"{strategy.expected_freed_size}.0" == f"{len(CONFIG_V1)}.0"
-
-
-@pytest.fixture()
-def downloaded(tmp_path: Path, tiny_hub) -> Path:  # noqa: F811
-    """org/tiny downloaded into a fresh cache by the real client (a subprocess), from a course hub."""
-    env = client_env(tmp_path / "client-hf", tiny_hub.url)
-    run_py(f"from huggingface_hub import snapshot_download; import json; "
-           f"print(json.dumps({{'path': snapshot_download({TINY!r})}}))", env)
-    return tmp_path / "client-hf" / "hub"
-
-
-class TestFreeSpace:
-    def test_fits_then_counts_cached_blobs(self, tmp_path: Path, tiny_hub, downloaded: Path) -> None:  # noqa: F811
-        """Does the check size the repo from its metadata, and count files already cached as not needed?"""
-        api = HfApi(endpoint=tiny_hub.url)
-        fresh = cache.check_free_space(TINY, cache_dir=tmp_path / "never-created" / "hub", api=api)
-        sizes = {s.rfilename: s.size for s in api.model_info(TINY, files_metadata=True).siblings}
-        assert fresh.total_bytes == sum(sizes.values()) and fresh.cached_bytes == 0 and fresh.fits
-        assert fresh.disk_path == tmp_path  # the nearest folder that exists
-        again = cache.check_free_space(TINY, cache_dir=downloaded, api=api)
-        assert again.needed_bytes == 0 and again.nb_files == len(sizes) == 3
-        only_weights = cache.check_free_space(TINY, allow_patterns="*.safetensors", cache_dir=tmp_path, api=api)
-        assert only_weights.total_bytes == sizes["model.safetensors"]
-
-    def test_not_enough_space_names_needed_and_free(self, tmp_path: Path, tiny_hub) -> None:  # noqa: F811
-        """When the download plus the space to keep free exceeds the free bytes, is the error one actionable line?"""
-        api = HfApi(endpoint=tiny_hub.url)
-        free = cache.check_free_space(TINY, cache_dir=tmp_path, api=api).free_bytes
-        with pytest.raises(InsufficientDiskSpaceError) as info:
-            cache.check_free_space(TINY, cache_dir=tmp_path, api=api, keep_free_bytes=free)
-        message = str(info.value)
-        assert "\n" not in message and message.startswith(f"{TINY} needs 65.") and " kept free but " in message
-        assert f"{tmp_path} has only {cache.format_bytes(free)[:-3]}" in message and "HF_HUB_CACHE" in message
-        check = cache.check_free_space(TINY, cache_dir=tmp_path, api=api, keep_free_bytes=free, raise_error=False)
-        assert not check.fits and "does NOT fit" in str(check)
-
-    def test_unknown_repo_and_bad_margin(self, tmp_path: Path, tiny_hub) -> None:  # noqa: F811
-        """Are a repo the hub does not have, and a negative margin, one-line CacheTargetErrors?"""
-        api = HfApi(endpoint=tiny_hub.url)
-        with pytest.raises(CacheTargetError, match=r"^org/nope is not a model repo on http://127\.0\.0\.1:\d+: check the id"):
-            cache.check_free_space("org/nope", cache_dir=tmp_path, api=api)
-        with pytest.raises(CacheTargetError, match="keep_free_bytes=-1"):
-            cache.check_free_space(TINY, cache_dir=tmp_path, api=api, keep_free_bytes=-1)
-
-
-class TestVerify:
-    def test_blob_names_match_then_catch_corruption(self, downloaded: Path) -> None:
-        """Do a real download's blobs hash to their etag names, and is one flipped byte caught?"""
-        report = cache.verify(TINY, cache_dir=downloaded)
-        assert not report.mismatches and report.checked_count == 3 and report.extra_paths == []
-        weights = (report.verified_path / "model.safetensors").resolve()
-        assert len(weights.name) == 64  # LFS: named by sha256
-        data = bytearray(weights.read_bytes())
-        data[-1] ^= 0xFF
-        weights.write_bytes(bytes(data))
-        bad = cache.verify(TINY, cache_dir=downloaded)
-        assert [(m["path"], m["algorithm"], m["expected"]) for m in bad.mismatches] == [
-            ("model.safetensors", "sha256", weights.name)]
-
-    def test_offline_agrees_with_the_librarys_online_check(self, downloaded: Path, tiny_hub) -> None:  # noqa: F811
-        """After corrupting a small file, do the offline check and `verify_repo_checksums` flag the same file?"""
-        api = HfApi(endpoint=tiny_hub.url)
-        target = next((downloaded / "models--org--tiny" / "snapshots").glob("*/config.json")).resolve()
-        target.write_bytes(target.read_bytes() + b" ")
-        online = api.verify_repo_checksums(TINY, cache_dir=downloaded)
-        offline = cache.verify(TINY, cache_dir=downloaded)
-        assert offline.mismatches == online.mismatches and offline.checked_count == online.checked_count
-        assert [(m["path"], m["algorithm"]) for m in offline.mismatches] == [("config.json", "git-sha1")]
-
-    def test_revision_by_commit_and_not_cached(self, two_revisions: tuple[Path, str, str]) -> None:
-        """Does verify find a cached commit (not only `main`), and say to download a ref or repo it lacks?"""
-        folder, old, _ = two_revisions
-        report = cache.verify("org/model", revision=old, cache_dir=folder)
-        assert report.revision == old and report.checked_count == 2 and not report.mismatches
-        for repo_id, revision in (("org/model", "v2"), ("org/x", None)):
-            expected = rf"^{repo_id} \({revision or 'main'}\) is not in the cache .*: download it first"
-            with pytest.raises(CacheTargetError, match=expected):
-                cache.verify(repo_id, revision=revision, cache_dir=folder)
-
-    def test_does_not_read_outside_the_cache(self, hf_cache: Path, secret: Path) -> None:
-        """Is a blob symlinked out of the cache reported, not read?"""
-        commit = add_revision(hf_cache, "org/m", {"config.json": CONFIG_V1})
-        (hf_cache / "models--org--m" / "blobs" / ("a" * 40)).symlink_to(secret)
-        (hf_cache / "models--org--m" / "snapshots" / commit / "x.txt").symlink_to(Path("../../blobs") / ("a" * 40))
-        report = cache.verify("org/m", cache_dir=hf_cache)
-        assert [m["path"] for m in report.mismatches] == ["x.txt"]
-        assert "points outside the cache" in report.mismatches[0]["actual"]

@@ -1,13 +1,11 @@
 """What a model folder holds: weight files by format, what a `load_format` picks (as vLLM 0.32's
-DefaultModelLoader: `auto`/`hf` stop at the first pattern that matches), safetensors headers."""
+DefaultModelLoader: `auto`/`hf` stop at the first pattern that matches)."""
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
 import json
-import math
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +23,6 @@ WEIGHT_FILES = (*WEIGHT_SUFFIXES, ".pth")  # what a download of weights ends wit
 # Weight files of other frameworks, which no load_format reads (named in messages all the same).
 OTHER_WEIGHT_SUFFIXES = (".h5", ".msgpack", ".onnx", ".ckpt", ".pth", ".gguf", ".ot", ".tflite")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
-_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit (safetensors refuses more)
 
 
 @dataclass(frozen=True)
@@ -118,77 +115,3 @@ def model_folder(model: str, revision: str | None = None) -> Path | None:
         if isinstance(found := try_to_load_from_cache(model, "config.json", revision=revision), str):
             return Path(found).parent
     return None
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One tensor as a safetensors header describes it; offsets count from the end of the header."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    start: int
-    end: int
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-@dataclass(frozen=True)
-class SafetensorsHeader:
-    """The header of a .safetensors file: every tensor's name, dtype, shape and byte range."""
-
-    path: Path
-    header_bytes: int  # N, the JSON length after the 8-byte prefix
-    file_bytes: int
-    metadata: dict[str, str]
-    tensors: tuple[TensorEntry, ...]  # in file order (by start offset)
-
-    @property
-    def data_offset(self) -> int:
-        """Where tensor data starts in the file: 8 + header_bytes."""
-        return 8 + self.header_bytes
-
-    @property
-    def parameters(self) -> int:
-        return sum(t.numel for t in self.tensors)
-
-    @property
-    def dtypes(self) -> dict[str, int]:
-        """How many tensors have each dtype."""
-        return dict(sorted(Counter(t.dtype for t in self.tensors).items()))
-
-    def __str__(self) -> str:
-        dtypes = ", ".join(f"{d}: {n}" for d, n in self.dtypes.items())
-        return (f"{self.path.name}: {len(self.tensors)} tensors ({dtypes}), {self.parameters / 1e6:.1f} M parameters, "
-                f"header {self.header_bytes:,} B of {self.file_bytes:,} B, metadata {self.metadata}")
-
-
-def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
-    """Read a .safetensors file's header (8-byte length + JSON) without its tensor data, as vLLM does."""
-    file = Path(path)
-    if not file.is_file():
-        raise LocalModelError(f"{file} is not a file: pass the path of a .safetensors file inside a model folder.")
-    size = file.stat().st_size
-    with file.open("rb") as handle:
-        prefix = handle.read(8)
-        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-        if not 2 <= length <= min(size - 8, _SAFETENSORS_MAX_HEADER):
-            raise WeightFormatError(f"{file} is not a safetensors file: its first 8 bytes give a header length of "
-                                    f"{length} for a {size}-byte file. Check the format with formats.inspect_folder; "
-                                    ".bin/.pt files are pickles.")
-        raw = handle.read(length)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightFormatError(f"{file} is not a safetensors file: its {length}-byte header is not JSON ({exc}).") from exc
-    if not isinstance(header, dict):
-        raise WeightFormatError(f"{file} is not a safetensors file: its header is a {type(header).__name__}, not a JSON object.")
-    metadata = header.pop("__metadata__", None) or {}
-    try:
-        tensors = tuple(sorted((TensorEntry(name, info["dtype"], tuple(info["shape"]), *info["data_offsets"])
-                                for name, info in header.items()), key=lambda t: (t.start, t.name)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WeightFormatError(f"{file} has a malformed safetensors header entry ({exc!r}): re-save the weights.") from exc
-    return SafetensorsHeader(file, length, size, dict(metadata), tensors)
