@@ -76,9 +76,11 @@ def vllm_engines():
     opened = []
 
     def load(model: str | Path, **kwargs):
-        llm, report = engine.load(str(model), **kwargs)
+        from vllm import LLM
+        with engine.load_report(str(model)) as report:
+            llm = LLM(model=str(model), **engine.machine_kwargs(**kwargs))
         opened.append(llm)
-        return llm, report
+        return llm, report.report
 
     def release_all() -> None:
         while opened:

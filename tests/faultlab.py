@@ -466,7 +466,7 @@ def disk_fills_during_download(root: Path, workdir: Path) -> dict[str, Any]:
 
 INTERRUPT_LOAD = r'''
 import gc, os, re, signal, sys, threading, time
-from vllm import SamplingParams
+from vllm import LLM, SamplingParams
 from vllm_course import engine
 from vllm.distributed import parallel_state
 from vllm.v1.engine.llm_engine import LLMEngine
@@ -484,7 +484,8 @@ rss0 = engine.rss_bytes()
 found = {"interrupted": False}
 interrupt_when_logged(r"KV cache size")  # weights loaded, KV cache being allocated: mid-load
 try:
-    llm, report = engine.load(MODEL)
+    with engine.load_report():
+        llm = LLM(model=MODEL, **engine.machine_kwargs())
     engine.release(llm)
 except KeyboardInterrupt as exc:
     found.update(interrupted=True, notes=list(getattr(exc, "__notes__", [])))
@@ -493,7 +494,8 @@ gc.collect()
 found["rss_growth_gib"] = (engine.rss_bytes() - rss0) / 2**30
 found["live_engines"] = sum(isinstance(o, LLMEngine) for o in gc.get_objects())
 found["process_groups_left"] = parallel_state._WORLD is not None
-llm, report = engine.load(MODEL)
+with engine.load_report():
+    llm = LLM(model=MODEL, **engine.machine_kwargs())
 out = llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
 found["answer"] = out[0].outputs[0].text
 engine.release(llm)
@@ -502,7 +504,7 @@ return found
 
 
 def interrupt_during_load(workdir: Path) -> Outcome:
-    """A real SIGINT mid-way through `engine.load()` of the base model, then a second load in the
+    """A real SIGINT mid-way through `LLM(...)` in `engine.load_report()` of the base model, then a second load in the
     same process: is the first engine freed and does the second answer?"""
     model = str(require(config.BASE_MODEL))
     body = INTERRUPT_LOAD.replace("MODEL", repr(model))

@@ -209,14 +209,23 @@ class TestThroughVllm:
         assert outcome.ok, outcome
         seen = outcome.result
         url = lab.hub.url
-        assert seen["bad id"][:2] == ["BadModelIdError", diagnose.bad_id_message("course//SmolLM2 135M")]
+        assert seen["bad id"][:2] == ["BadModelIdError", (
+            "model='course//SmolLM2 135M' is neither an existing folder nor a valid Hub repo id: write it as "
+            "'org/name' (letters, digits, '-', '_', '.'), e.g. course/SmolLM2-135M-Instruct, or give the path of a "
+            "model folder.")]
         assert seen["missing path"][:2] == ["LocalModelError", (
             "/no/such/model-folder does not exist: check the path, or pass a Hub repo id such as "
             "course/SmolLM2-135M-Instruct.")]
-        assert seen["not found"][:2] == ["ModelNotFoundError", diagnose.not_found_message(
-            "course/SmolLM2-135M-Instrukt", url, BASE)]
-        assert seen["revision"][:2] == ["ModelRevisionError", diagnose.revision_message(BASE, "v2.0", url)]
-        assert seen["gated"][:2] == ["GatedModelError", diagnose.gated_message(fl.GATED, url, 401)]
+        assert seen["not found"][:2] == ["ModelNotFoundError", (
+            f"course/SmolLM2-135M-Instrukt does not exist on {url} (404 RepoNotFound): check the spelling (course "
+            f"models: `python -m vllm_course models list`; did you mean {BASE}?) or, for a private repo, log in with "
+            "`hf auth login`.")]
+        assert seen["revision"][:2] == ["ModelRevisionError", (
+            f"{BASE} has no revision 'v2.0' on {url} (404 RevisionNotFound): pass a branch, tag or full 40-character "
+            "commit sha that the repo has, or leave revision= out for 'main'.")]
+        assert seen["gated"][:2] == ["GatedModelError", (
+            f"{fl.GATED} is gated and this request sent no token (401 on {url}): accept its terms on the repo page, "
+            "then `hf auth login` or set HF_TOKEN (course hub: a token listed in the repo's .gated file).")]
         assert seen["load_format"][:2] == ["WeightFormatError", formats.weight_format_message(
             f"{BIN} on {url}", "pt", ["pytorch_model.bin"])]
         assert seen["quantization"][:2] == ["QuantizationMismatchError", diagnose.quantization_message("gptq", BASE, None)]

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import greedy_answer
 from hub_fixtures import client_env, course_hub  # noqa: F401
-from vllm_course import config, engine, hub, machine
+from vllm_course import config, diagnose, engine, formats, hub, machine
 from vllm_course.errors import WeightFormatError
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ class TestBf16Model:
         assert report.checkpoint_gib == pytest.approx(0.25, abs=0.01)
         assert report.weights_seconds is not None and report.weights_seconds >= 0
         assert 0 < report.seconds < 300
-        assert report.weight_files == ("model.safetensors",)
+        assert formats.inspect_folder(base_model).picks("auto") == ("model.safetensors",)  # the course's model of vLLM
         assert any("Checkpoint size" in line for line in report.highlights)
 
 
@@ -41,14 +41,19 @@ class TestLoadFormats:
         """Does load_format='auto' fall back to pytorch_model.bin when there is no safetensors?"""
         llm, report = vllm_engines(bin_model, load_format="auto")
         assert "Paris" in greedy_answer(llm)
-        assert report.weight_files == ("pytorch_model.bin",)
+        assert formats.inspect_folder(bin_model).picks("auto") == ("pytorch_model.bin",)
         vllm_engines.release_all()
 
     def test_does_pt_on_a_bin_repo_say_which_files_are_there(self, bin_model):
-        """Does load_format='pt' on a .bin-only folder fail with a message naming the .bin file?"""
-        with pytest.raises(WeightFormatError) as info:
-            engine.load(str(bin_model), load_format="pt")
-        message = str(info.value)
+        """Does load_format='pt' on a .bin-only folder fail, and the advice name the .bin file?"""
+        from vllm import LLM
+
+        with pytest.raises(RuntimeError, match="Cannot find any model weights") as info:
+            with engine.load_report(str(bin_model)):
+                LLM(model=str(bin_model), **engine.machine_kwargs(load_format="pt"))
+        advice = diagnose.explain(info.value, model=str(bin_model), load_format="pt")
+        assert isinstance(advice, WeightFormatError)
+        message = str(advice)
         assert "load_format='pt' reads *.pt" in message
         assert "pytorch_model.bin" in message
         assert "\n" not in message
@@ -65,7 +70,7 @@ class TestLoadFormats:
         """Does load_format='pt' load the model.pt variant and answer?"""
         llm, report = vllm_engines(pt_model, load_format="pt")
         assert "Paris" in greedy_answer(llm)
-        assert report.weight_files == ("model.pt",)
+        assert formats.inspect_folder(pt_model).picks("pt") == ("model.pt",)
         vllm_engines.release_all()
 
 
@@ -77,9 +82,9 @@ class TestQuantized:
             pytest.skip(f"{quant.isa} ({quant.library}): no W4A16 kernel; "
                         "test_does_4bit_fail_at_the_first_forward_without_the_kernel covers this ISA")
         llm, report = vllm_engines(request.getfixturevalue(fixture))
-        answer = greedy_answer(llm)
+        answer, used = greedy_answer(llm), llm.llm_engine.model_config.quantization
         vllm_engines.release_all()
-        assert report.quantization == method
+        assert machine.quant_family(used) == method, used  # vLLM's own choice from config.json (auto_gptq on CPU)
         assert "Paris" in answer or "France" in answer, answer
         assert report.checkpoint_gib is not None and report.checkpoint_gib < 0.2
 
@@ -89,7 +94,7 @@ class TestQuantized:
             pytest.skip(f"{quant.isa} ({quant.library}) has the W4A16 kernel: the 4-bit models run here "
                         "(test_is_the_method_detected_from_config_and_the_answer_sensible)")
         llm, report = vllm_engines(gptq_model, dtype="bfloat16")
-        assert report.quantization == "gptq"
+        assert machine.quant_family(llm.llm_engine.model_config.quantization) == "gptq"
         with pytest.raises(AttributeError, match="cpu_gemm_wna16"):
             greedy_answer(llm)
         vllm_engines.release_all()
@@ -100,9 +105,9 @@ class TestQuantized:
         wanted = machine.w8a8_dtype()
         llm, report = vllm_engines(w8a8_model, **({"dtype": wanted} if wanted else {}))
         answer = greedy_answer(llm)
-        dtype = str(llm.llm_engine.model_config.dtype)
+        dtype, used = str(llm.llm_engine.model_config.dtype), llm.llm_engine.model_config.quantization
         vllm_engines.release_all()
-        assert report.quantization == "compressed-tensors"
+        assert used == "compressed-tensors"
         assert "Paris" in answer, answer
         assert report.checkpoint_gib is not None and 0.1 < report.checkpoint_gib < 0.2
         assert dtype == ("torch.float32" if quant.isa == "AVX2" else "torch.bfloat16")
@@ -112,8 +117,11 @@ class TestRelease:
     def test_do_three_load_release_cycles_keep_memory_flat(self, base_model):
         """After three load/release cycles, has RSS grown by less than 0.5 GiB over the first?"""
         after = []
+        from vllm import LLM
+
         for _ in range(3):
-            llm, _ = engine.load(str(base_model))
+            with engine.load_report():
+                llm = LLM(model=str(base_model), **engine.machine_kwargs())
             engine.release(llm)
             del llm
             after.append(engine.rss_bytes())

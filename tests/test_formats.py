@@ -1,12 +1,11 @@
-"""formats: naming what a local model folder lacks."""
+"""formats: naming what a local model folder lacks (and the advice that names it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
-from vllm_course import formats
+from vllm_course import diagnose, formats
 from vllm_course.errors import LocalModelError
 
 
@@ -22,14 +21,14 @@ class TestLocalFolderCompleteness:
     def test_is_a_built_course_model_complete(self, base_model):
         """Does the base course folder need nothing more?"""
         assert formats.missing_files(base_model) == []
-        assert formats.require_complete(base_model) == base_model
 
     def test_is_a_missing_config_named(self, base_model, tmp_path):
         """With config.json removed, is exactly config.json reported missing?"""
         folder = _copy_without(base_model, tmp_path / "m", "config.json")
         assert formats.missing_files(folder) == ["config.json"]
-        with pytest.raises(LocalModelError, match="missing config.json"):
-            formats.require_complete(folder)
+        advice = diagnose.explain(ValueError("vLLM's own error"), model=str(folder))  # the notebook's advice line
+        assert isinstance(advice, LocalModelError) and f"{folder} is not a loadable model folder: it lacks config.json" \
+            in str(advice)
 
     def test_is_a_missing_tokenizer_named(self, base_model, tmp_path):
         """With tokenizer.json removed, is the tokenizer reported missing (and nothing else)?"""

@@ -90,7 +90,7 @@ class BenchResult:
                     rss_before_bytes: int | None = None) -> BenchResult:
         """A result from a `load_report()` (memory, load time) and the throughputs a lesson measured."""
         report = getattr(report, "report", None) or report
-        files, quantization = None, report.quantization
+        files = quantization = None
         if (folder := formats.model_folder(report.model)) is not None:  # a folder or a cached repo id
             found = formats.inspect_folder(folder)
             files = sum((found.path / n).stat().st_size for n in found.picks("auto"))  # the files vLLM reads

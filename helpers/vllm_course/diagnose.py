@@ -55,16 +55,26 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
             return LocalModelError(f"{model} does not exist: check the path, or pass a Hub repo id such as "
                                    f"{config.BASE_MODEL}.")
         quoted = re.findall(r"'([^']*)'", str(bad))
-        return BadModelIdError(bad_id_message(model or (quoted[-1] if quoted else str(bad))))
+        return BadModelIdError(f"model={model or (quoted[-1] if quoted else str(bad))!r} is neither an existing folder "
+                               "nor a valid Hub repo id: write it as 'org/name' (letters, digits, '-', '_', '.'), e.g. "
+                               f"{config.BASE_MODEL}, or give the path of a model folder.")
     if (gated := _first(chain, hf.GatedRepoError)) is not None:
         status = getattr(getattr(gated, "response", None), "status_code", None)
-        return GatedModelError(gated_message(repo or _repo_from_url(gated), endpoint, status))
+        why = "this request sent no token (401" if status != 403 else "the token sent was refused (403"
+        return GatedModelError(f"{repo or _repo_from_url(gated)} is gated and {why} on {endpoint}): accept its terms on "
+                               "the repo page, then `hf auth login` or set HF_TOKEN (course hub: a token listed in the "
+                               "repo's .gated file).")
     if (rev := _first(chain, hf.RevisionNotFoundError)) is not None:
         asked = revision or (re.findall(r"/resolve/([^/\s]+)/", str(rev)) or ["?"])[0]
-        return ModelRevisionError(revision_message(repo or _repo_from_url(rev), asked, endpoint))
+        return ModelRevisionError(f"{repo or _repo_from_url(rev)} has no revision {asked!r} on {endpoint} (404 "
+                                  "RevisionNotFound): pass a branch, tag or full 40-character commit sha that the repo "
+                                  "has, or leave revision= out for 'main'.")
     if (not_found := _first(chain, hf.RepositoryNotFoundError)) is not None:
         name = repo or _repo_from_url(not_found)
-        return ModelNotFoundError(not_found_message(name, endpoint, _suggest(name)))
+        hint = f"; did you mean {suggestion}?" if (suggestion := _suggest(name)) else ""
+        return ModelNotFoundError(f"{name} does not exist on {endpoint} (404 RepoNotFound): check the spelling (course "
+                                  f"models: `python -m vllm_course models list`{hint}) or, for a private repo, log in "
+                                  "with `hf auth login`.")
     if _first(chain, OSError, errnos=(errno.ENOSPC,)) is not None:
         return InsufficientDiskSpaceError(
             f"The disk of {cache} filled up while downloading {what} (No space left on device): free space "
@@ -118,28 +128,6 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
         first_line = text.strip().splitlines()[0][:160] if text.strip() else "unreadable"
         return CorruptedWeightsError(_explain_corrupted(model, revision, first_line))
     return None
-
-
-def bad_id_message(model: str) -> str:
-    return (f"model={model!r} is neither an existing folder nor a valid Hub repo id: write it as 'org/name' "
-            f"(letters, digits, '-', '_', '.'), e.g. {config.BASE_MODEL}, or give the path of a model folder.")
-
-
-def not_found_message(repo: str, endpoint: str, suggestion: str | None = None) -> str:
-    hint = f"; did you mean {suggestion}?" if suggestion else ""
-    return (f"{repo} does not exist on {endpoint} (404 RepoNotFound): check the spelling (course models: "
-            f"`python -m vllm_course models list`{hint}) or, for a private repo, log in with `hf auth login`.")
-
-
-def revision_message(repo: str, revision: str, endpoint: str) -> str:
-    return (f"{repo} has no revision {revision!r} on {endpoint} (404 RevisionNotFound): pass a branch, tag or full "
-            "40-character commit sha that the repo has, or leave revision= out for 'main'.")
-
-
-def gated_message(repo: str, endpoint: str, status: int | None) -> str:
-    why = "this request sent no token (401" if status != 403 else "the token sent was refused (403"
-    return (f"{repo} is gated and {why} on {endpoint}): accept its terms on the repo page, then `hf auth login` "
-            "or set HF_TOKEN (course hub: a token listed in the repo's .gated file).")
 
 
 def quantization_message(asked: str, model: str, in_config: str | None) -> str:

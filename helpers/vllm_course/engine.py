@@ -1,6 +1,6 @@
 """The one obvious way to construct `vllm.LLM` on this machine and free it again: `LLM(..., **machine_kwargs())`
-inside `with load_report() as report:` (seconds, sizes from vLLM's log, RSS), then `release(llm)`; `load()` does the
-first two. Importing this module runs `prepare_environment()`: vLLM reads its env vars at `import vllm`."""
+inside `with load_report() as report:` (seconds, sizes from vLLM's log, RSS), then `release(llm)`. Importing this
+module runs `prepare_environment()`: vLLM reads its env vars at `import vllm`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config, console, envvars, formats
-from .diagnose import explain
+from . import config, console, envvars
 from .machine import best_dtype, has_gpu  # the one GPU/ISA probe (has_gpu is re-exported here)
 
 _VLLM_LOGGER = "vllm"
@@ -68,8 +67,6 @@ class LoadReport:
     gpu_weights_gib: float | None = None
     rss_bytes: int | None = None
     gpu_bytes: int | None = None
-    weight_files: tuple[str, ...] = ()  # set by load()
-    quantization: str | None = None  # set by load()
     log: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -90,8 +87,6 @@ class LoadReport:
 
     def __str__(self) -> str:
         parts = [f"loaded {self.model} on {self.device} in {self.seconds:.1f} s",
-                 self.weight_files and f"from {', '.join(self.weight_files)}",
-                 self.quantization and f"quantization {self.quantization}",
                  self.weights_gib is not None and f"weights {self.weights_gib:.2f} GiB",
                  self.rss_bytes is not None and f"process RSS {self.rss_bytes / 2**30:.2f} GiB",
                  self.gpu_bytes is not None and f"GPU memory {self.gpu_bytes / 2**30:.2f} GiB"]
@@ -150,26 +145,6 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
         _release_interrupted(error)  # a half-built engine must not pin memory
     if error is not None:
         raise error
-
-
-def load(model: str, *, quiet: bool = True, **llm_kwargs: Any) -> tuple[Any, LoadReport]:
-    """Construct `LLM(model=model, **machine_kwargs(**llm_kwargs))`; return it and its LoadReport (with weight
-    files and quantization). On failure, raise the course error that explains it, else what vLLM raised."""
-    kwargs = machine_kwargs(**llm_kwargs)
-    try:
-        with load_report(model, quiet=quiet) as report:
-            from vllm import LLM
-            llm = LLM(model=model, **kwargs)
-    except Exception as exc:
-        asked = {k: kwargs.get(k) for k in ("revision", "load_format", "quantization", "dtype")}
-        if (advice := explain(exc, model=model, **asked)) is None:
-            raise
-        raise advice from exc
-    if (folder := formats.model_folder(model, kwargs.get("revision"))) is None:
-        return llm, report.report
-    found, fmt = formats.inspect_folder(folder), kwargs.get("load_format", "auto")
-    picked = found.picks(fmt if fmt in formats.LOAD_FORMAT_PATTERNS else "auto")
-    return llm, replace(report.report, weight_files=picked, quantization=found.quantization)
 
 
 def release(llm: Any) -> None:

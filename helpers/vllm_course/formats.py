@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LocalModelError, WeightFormatError
+from .errors import WeightFormatError
 
 LOAD_FORMAT_PATTERNS: dict[str, tuple[str, ...]] = {
     "auto": ("*.safetensors", "*.bin", "*.pt"),
@@ -67,15 +67,6 @@ def inspect_folder(path: str | Path) -> FormatReport:
     return FormatReport(folder, {k: tuple(v) for k, v in weights.items()}, quant)
 
 
-def check_load_format(path: str | Path, load_format: str) -> tuple[str, ...]:
-    """Return the files `load_format` would load from a folder; WeightFormatError naming those there if none."""
-    picked = inspect_folder(path).picks(load_format)
-    if not picked:
-        names = sorted(p.name for p in Path(path).iterdir() if p.is_file())
-        raise WeightFormatError(weight_format_message(str(Path(path)), load_format, names))
-    return picked
-
-
 def weight_format_message(where: str, load_format: str, names: list[str] | tuple[str, ...]) -> str:
     """The advice when `load_format` matches none of `names`, the files of `where` (a folder or a repo)."""
     wanted = " or ".join(LOAD_FORMAT_PATTERNS.get(load_format, (load_format,)))
@@ -97,13 +88,6 @@ def missing_files(path: str | Path) -> list[str]:
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         missing.append("a tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
     return missing
-
-
-def require_complete(path: str | Path) -> Path:
-    """Return `path` if vLLM can load it as a local model, else LocalModelError naming what is missing."""
-    if missing := missing_files(path):
-        raise LocalModelError(f"{path} is not a loadable model folder: missing {', '.join(missing)}.")
-    return Path(path)
 
 
 def model_folder(model: str, revision: str | None = None) -> Path | None:
