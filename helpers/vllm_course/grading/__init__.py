@@ -159,11 +159,6 @@ def check_each_weight_downloaded_once(stats: HubStats, repo_id: str) -> None:
                                 "the first download fills the cache and every later load must reuse it.")
 
 
-def endpoint_answers(url: str) -> bool:
-    """Whether a course hub answers at `url` (a stopped hub: False)."""
-    return hub.is_running(url)
-
-
 def sentinel_hub() -> HubHandle:
     """Start a private hub that serves no model and logs every request: a client that must stay offline
     points at it, and each request it sends shows up in `stats()` (and fails fast with a 404)."""

@@ -49,10 +49,6 @@ class HubHandle(AbstractContextManager["HubHandle"]):
     log_file: Path | None = None
     _activations: list[EndpointActivation] = field(default_factory=list, repr=False)
 
-    def health(self) -> dict[str, Any]:
-        """The hub's `/_course/health` answer (HubUnreachableError if it does not answer)."""
-        return _get_json(f"{self.url}/_course/health", 5.0)
-
     def is_running(self) -> bool:
         """Whether the hub answers its health check within a second."""
         return is_running(self.url)
