@@ -3,11 +3,10 @@ ratios, a chart. Compare models by ratios measured in one run, never across days
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields."""
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
@@ -168,8 +167,7 @@ class Comparison:
         return rows
 
     def table(self) -> str:
-        rows = self.rows()
-        return console.table(rows, right=range(1, len(rows[0])))
+        return console.table(self.rows(), right=range(1, len(self.results) + 1))  # every column but the metric's
 
     def _repr_html_(self) -> str:
         rows = self.rows()
@@ -209,8 +207,7 @@ def plot(comparison: Comparison, path: str | Path | None = None) -> Any:
         ax.margins(y=0.25)
         if len(group) > 1:
             ax.legend(fontsize=8, loc="upper right")
-    base = comparison.baseline
-    fig.suptitle(f"Measured on {base.device}; ratios are to {base.label}", fontsize=10)
+    fig.suptitle(f"Measured on {comparison.baseline.device}; ratios are to {comparison.baseline.label}", fontsize=10)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)

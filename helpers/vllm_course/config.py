@@ -78,8 +78,7 @@ ONLINE_MODELS = {
     GPTQ_MODEL: "Qwen/Qwen2.5-0.5B-Instruct-GPTQ-Int4",
     AWQ_MODEL: "Qwen/Qwen2.5-0.5B-Instruct-AWQ",
     BIN_MODEL: "facebook/opt-125m",
-    W8A8_MODEL: "RedHatAI/Qwen2.5-0.5B-Instruct-quantized.w8a8",
-}
+    W8A8_MODEL: "RedHatAI/Qwen2.5-0.5B-Instruct-quantized.w8a8"}
 
 # vLLM on CPU (measured, see README): KV cache in GiB, cores kept back for the OS.
 CPU_KVCACHE_GIB: str = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")

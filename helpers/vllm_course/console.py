@@ -31,22 +31,14 @@ def captured(skip_loggers: str = "") -> Iterator[Captured]:
     (but those of loggers whose name starts with `skip_loggers`)."""
     box = Captured()
     with tempfile.TemporaryFile(mode="w+b") as sink, open(os.devnull, "w") as null:
+        consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
         try:
-            with fds_to(sink.fileno()):
-                consoles = (sys.stdout, sys.stderr)  # before the redirect replaces them
-                with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null), \
-                        _console_handlers_muted(consoles, null, skip_loggers), _displays_dropped():
-                    yield box
+            with fds_to(sink.fileno()), contextlib.redirect_stdout(null), contextlib.redirect_stderr(null), \
+                    _console_handlers_muted(consoles, null, skip_loggers), _displays_dropped():
+                yield box
         finally:  # also when the block raises: the text is what explains the error
             sink.seek(0)
             box.text = sink.read().decode("utf-8", "replace")
-
-
-@contextlib.contextmanager
-def discarded() -> Iterator[None]:
-    """Drop what is written to file descriptors 1 and 2 during the block."""
-    with open(os.devnull, "wb") as sink, fds_to(sink.fileno()):
-        yield
 
 
 @contextlib.contextmanager
@@ -79,10 +71,9 @@ def _displays_dropped() -> contextlib.AbstractContextManager[Any]:
 def _console_handlers_muted(consoles: tuple[Any, ...], null: Any, skip_loggers: str) -> Iterator[None]:
     """Point console logging handlers at nothing for the block: torch's `StreamHandler(sys.stderr)`,
     made at import, keeps the kernel's stream and bypasses both redirects."""
-    loggers = [logging.getLogger()] + [
-        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
-        if isinstance(logger, logging.Logger) and not (skip_loggers and name.startswith(skip_loggers))
-    ]
+    loggers = [logging.getLogger()] + [logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+                                       if isinstance(logger, logging.Logger)
+                                       and not (skip_loggers and name.startswith(skip_loggers))]
     swapped = [(handler, handler.setStream(null)) for logger in loggers for handler in logger.handlers
                if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
                and any(handler.stream is c for c in consoles)]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config, envvars
-from .envvars import EnvSetting
 from .machine import QuantSupport, has_gpu, quant_support
 
 # Why setup() sets (or unsets) each HF variable; print(course) shows it.
@@ -54,7 +53,7 @@ class Course:
     hub_cache: Path
     models: CourseModels
     upstream: str | None = None  # online profile: the hub the course hub mirrors
-    environment: tuple[EnvSetting, ...] = ()  # every env var the course set in this process, with why
+    environment: tuple[envvars.EnvSetting, ...] = ()  # every env var the course set in this process, with why
 
     @property
     def device(self) -> str:
@@ -96,7 +95,9 @@ def setup(profile: str | None = None, *, fresh_cache: str | None = None, start_h
         ids = {k: config.ONLINE_MODELS[config.BIN_MODEL if k == "pt" else v] for k, v in ids.items()}
     hf_home = config.course_hf_home()
     if fresh_cache:
-        hf_home = config.course_home() / "scratch" / _safe_name(fresh_cache) / "hf"
+        if not (name := "".join(c if c.isalnum() or c in "-_" else "-" for c in fresh_cache)):
+            raise ValueError(f"fresh_cache={fresh_cache!r}: use a short name such as 'lesson01'.")
+        hf_home = config.course_home() / "scratch" / name / "hf"
         shutil.rmtree(hf_home, ignore_errors=True)
     wanted = {"HF_HOME": str(hf_home)}
     envvars.put("VLLM_COURSE_PROFILE", profile, "which models the course hub serves (hub.start() reads it)")
@@ -142,9 +143,3 @@ def _put_python_bin_on_path() -> None:
         parts = [bin_dir, *[p for p in parts if p]]
     envvars.put("PATH", os.pathsep.join(parts), "`!hf ...` cells find the hf CLI next to this kernel's Python",
                 shown="<kernel's bin folder>:$PATH")
-
-
-def _safe_name(name: str) -> str:
-    if not (cleaned := "".join(c if c.isalnum() or c in "-_" else "-" for c in name)):
-        raise ValueError(f"fresh_cache={name!r}: use a short name such as 'lesson01'.")
-    return cleaned

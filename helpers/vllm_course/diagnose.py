@@ -61,9 +61,9 @@ def explain(exc: BaseException, *, model: str | None = None, revision: str | Non
     if (gated := _first(chain, hf.GatedRepoError)) is not None:
         status = getattr(getattr(gated, "response", None), "status_code", None)
         why = "this request sent no token (401" if status != 403 else "the token sent was refused (403"
-        return GatedModelError(f"{repo or _repo_from_url(gated)} is gated and {why} on {endpoint}): accept its terms on "
-                               "the repo page, then `hf auth login` or set HF_TOKEN (course hub: a token listed in the "
-                               "repo's .gated file).")
+        return GatedModelError(f"{repo or _repo_from_url(gated)} is gated and {why} on {endpoint}): accept its terms "
+                               "on the repo page, then `hf auth login` or set HF_TOKEN (course hub: a token listed in "
+                               "the repo's .gated file).")
     if (rev := _first(chain, hf.RevisionNotFoundError)) is not None:
         asked = revision or (re.findall(r"/resolve/([^/\s]+)/", str(rev)) or ["?"])[0]
         return ModelRevisionError(f"{repo or _repo_from_url(rev)} has no revision {asked!r} on {endpoint} (404 "
@@ -272,11 +272,10 @@ def _suggest(repo: str) -> str | None:
     from huggingface_hub import HfApi
     if "/" not in repo:
         return None
-    try:
+    with contextlib.suppress(Exception):  # a suggestion is optional
         names = [m.id for m in HfApi().list_models(author=repo.split("/")[0], limit=200)]
-    except Exception:  # noqa: BLE001 - a suggestion is optional
-        return None
-    return next(iter(difflib.get_close_matches(repo, names, n=1, cutoff=0.75)), None)
+        return next(iter(difflib.get_close_matches(repo, names, n=1, cutoff=0.75)), None)
+    return None
 
 
 def _in_hf_home(exc: OSError) -> bool:

@@ -38,8 +38,9 @@ def prepare_environment() -> None:
     envvars.default("VLLM_LOGGING_COLOR", "0", "vLLM's log without ANSI colour codes")
     envvars.default("TOKENIZERS_PARALLELISM", "false", "no fork warning from the tokenizers library")
     envvars.default("VLLM_ENABLE_V1_MULTIPROCESSING", "0", "vLLM's engine in this process: ~3 s start, not ~20 s")
-    envvars.default("VLLM_LOGGING_CONFIG_PATH", os.environ.get("VLLM_LOGGING_CONFIG_PATH") or str(_write_logging_config()),
-                    "vLLM's console log shows errors only; load_report() keeps the whole log and shows the taught lines")
+    envvars.default(
+        "VLLM_LOGGING_CONFIG_PATH", os.environ.get("VLLM_LOGGING_CONFIG_PATH") or str(_write_logging_config()),
+        "vLLM's console log shows errors only; load_report() keeps the whole log and shows the taught lines")
     if not has_gpu():
         envvars.default("VLLM_CPU_KVCACHE_SPACE", config.CPU_KVCACHE_GIB,
                         "GiB for the KV cache on CPU; without it vLLM's start fails on this machine")
@@ -141,8 +142,12 @@ def load_report(model: str | None = None, *, quiet: bool = True) -> Iterator[_Re
     lines = tuple(_LOG_LINES[first:]) + tuple(captured.text.splitlines())
     name = next((m.group(1) for line in lines if (m := re.search(r"model='([^']+)'", line))), "model")
     box.report = _parse(model or name, seconds, lines)
-    if isinstance(error, KeyboardInterrupt):
-        _release_interrupted(error)  # a half-built engine must not pin memory
+    if isinstance(error, KeyboardInterrupt):  # Jupyter's kept traceback would pin the half-built engine (~1.7 GiB)
+        traceback.clear_frames(error.__traceback__)
+        _free_memory()
+        note = "vllm_course: the interrupted load was released; the next load starts clean."
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
     if error is not None:
         raise error
 
@@ -167,6 +172,7 @@ def rss_bytes() -> int:
     import psutil
     return int(psutil.Process().memory_info().rss)
 
+
 def _free_memory() -> None:
     """Tear down vLLM's process groups and collect; vLLM's clean-up also empties the GPU's cache."""
     with contextlib.suppress(Exception):
@@ -174,15 +180,6 @@ def _free_memory() -> None:
             from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
             cleanup_dist_env_and_memory()
     gc.collect()
-
-
-def _release_interrupted(exc: BaseException) -> None:
-    """Free what a Ctrl-C'd `LLM(...)` left behind (Jupyter's kept traceback holds the half-built engine: ~1.7 GiB)."""
-    traceback.clear_frames(exc.__traceback__)
-    _free_memory()
-    note = "vllm_course: the interrupted load was released; the next load starts clean."
-    if note not in getattr(exc, "__notes__", ()):
-        exc.add_note(note)
 
 
 def _write_logging_config() -> Path:
@@ -206,7 +203,7 @@ def _import_vllm() -> None:
     starts, and the lines logged before (the offline snapshot swap) would reach no handler."""
     if "vllm" not in sys.modules:
         prepare_environment()
-        with console.discarded():
+        with open(os.devnull, "wb") as sink, console.fds_to(sink.fileno()):
             from vllm import LLM  # noqa: F401 - configures vLLM logging; prints torch notices
     if not any(isinstance(h, LogBuffer) for h in logging.getLogger(_VLLM_LOGGER).handlers):
         from vllm.config.logging import LoggingConfig

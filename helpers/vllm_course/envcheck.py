@@ -32,13 +32,6 @@ class Check:
         """"ok", "MISSING" (a required check failed) or "optional" (an optional one did)."""
         return "ok" if self.ok else "MISSING" if self.required else "optional"
 
-    def __str__(self) -> str:
-        return f"{self.name}  {self._rest}"
-
-    @property
-    def _rest(self) -> str:
-        return f"{self.status:<9}{self.found}" + (f"  -> {self.hint}" if self.hint and not self.ok else "")
-
 
 @dataclass(frozen=True)
 class EnvReport:
@@ -63,7 +56,9 @@ class EnvReport:
         raise EnvCheckError(f"no check named {name!r}: use one of {', '.join(c.name for c in self.checks)}.")
 
     def __str__(self) -> str:
-        return console.table([["check", f"{'status':<9}found"], *([c.name, c._rest] for c in self.checks)])
+        rows = [[c.name, f"{c.status:<9}{c.found}" + (f"  -> {c.hint}" if c.hint and not c.ok else "")]
+                for c in self.checks]
+        return console.table([["check", f"{'status':<9}found"], *rows])
 
 
 def check_environment(profile: str | None = None, *, endpoint: str | None = None, timeout: float = 3.0) -> EnvReport:
@@ -76,15 +71,13 @@ def check_environment(profile: str | None = None, *, endpoint: str | None = None
     checks += [package_check("torch"), device, *quant_checks(), Check("profile", True, profile),
                hub_check(profile, endpoint, timeout)]
     if profile == "offline":
-        checks += [model_check(repo_id) for repo_id in REQUIRED_MODELS]
-        checks += [model_check(r, required=False) for r in config.COURSE_MODELS if r not in REQUIRED_MODELS]
+        checks += [model_check(r, required=r in REQUIRED_MODELS) for r in config.COURSE_MODELS]
     return EnvReport(profile, tuple(checks))
 
 
 def package_check(name: str, pinned: str | None = None) -> Check:
     """Given a distribution name (and the version the course pins), check what is installed."""
-    installed = _installed(name)
-    if installed is None:
+    if (installed := _installed(name)) is None:
         want = f"{name}=={pinned}" if pinned else name
         return Check(name, False, "not installed", f"run `make lab` (or pip install '{want}')")
     if pinned and installed != pinned:
@@ -126,11 +119,10 @@ def quant_checks() -> list[Check]:
         support = quant_support()
     except Exception as exc:  # noqa: BLE001 - vLLM missing or broken: the vllm row already says so
         return [Check("quantized kernels", False, f"unknown ({type(exc).__name__})", "run `make lab`", required=False)]
+    runs = {True: "runs", False: "cannot run here"}
     return [Check("machine", True, f"{support.device} {support.isa}, {support.library}, dtype {support.dtype}"),
-            Check("GPTQ/AWQ 4-bit (W4A16)", support.w4a16, "runs" if support.w4a16 else "cannot run here",
-                  support.why_w4a16, required=False),
-            Check("int8 W8A8", support.w8a8, "runs" if support.w8a8 else "cannot run here", support.why_w8a8,
-                  required=False),
+            Check("GPTQ/AWQ 4-bit (W4A16)", support.w4a16, runs[support.w4a16], support.why_w4a16, required=False),
+            Check("int8 W8A8", support.w8a8, runs[support.w8a8], support.why_w8a8, required=False),
             Check("quantized course model", True, support.quantized_model)]
 
 

@@ -70,9 +70,9 @@ def inspect_folder(path: str | Path) -> FormatReport:
 def weight_format_message(where: str, load_format: str, names: list[str] | tuple[str, ...]) -> str:
     """The advice when `load_format` matches none of `names`, the files of `where` (a folder or a repo)."""
     wanted = " or ".join(LOAD_FORMAT_PATTERNS.get(load_format, (load_format,)))
-    weights = [n for n in names if Path(n).suffix in WEIGHT_SUFFIXES or n.endswith(OTHER_WEIGHT_SUFFIXES)]
-    have = ", ".join(weights) or "no weight files"
-    return f"load_format={load_format!r} reads {wanted} but {where} has {have}: use load_format='auto' or convert the weights."
+    have = ", ".join(n for n in names if Path(n).suffix in WEIGHT_SUFFIXES or n.endswith(OTHER_WEIGHT_SUFFIXES))
+    return (f"load_format={load_format!r} reads {wanted} but {where} has {have or 'no weight files'}: use "
+            "load_format='auto' or convert the weights.")
 
 
 def missing_files(path: str | Path) -> list[str]:
@@ -80,14 +80,12 @@ def missing_files(path: str | Path) -> list[str]:
     folder = Path(path)
     if not folder.is_dir():
         return [f"the folder itself ({folder})"]
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    if not any(WEIGHT_SUFFIXES.get(p.suffix) in {"safetensors", "bin", "pt"} for p in folder.iterdir()):
-        missing.append("weights (*.safetensors, *.bin or *.pt)")
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        missing.append("a tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
-    return missing
+    present = {"config.json": (folder / "config.json").is_file(),
+               "weights (*.safetensors, *.bin or *.pt)":
+                   any(WEIGHT_SUFFIXES.get(p.suffix) in {"safetensors", "bin", "pt"} for p in folder.iterdir()),
+               "a tokenizer (tokenizer.json, tokenizer.model or vocab.json)":
+                   any((folder / name).is_file() for name in TOKENIZER_FILES)}
+    return [name for name, found in present.items() if not found]
 
 
 def model_folder(model: str, revision: str | None = None) -> Path | None:

@@ -67,8 +67,7 @@ def grade(exercise: str, course: Path | None = None, *, students: list[str] | No
     """Grade `exercise` for every submitted student (or `students`) with nbgrader, and write the CSV.
 
     `course` holds nbgrader_config.py (default: here). `workers` students are graded at once, each with its own
-    course home and hub port (the gradebook is SQLite: see benchmarks/bench_grading.py before using more than 1).
-    """
+    course home and hub port (the gradebook is SQLite: see benchmarks/bench_grading.py before using more than 1)."""
     from nbgrader.plugins import CsvExportPlugin
     start = time.perf_counter()
     course = Path(course or Path.cwd()).resolve()
@@ -162,8 +161,7 @@ def _with_score(gb, exercise: str, g: StudentGrade) -> StudentGrade:
 
 def _autograde_all(course: Path, exercise: str, students: list[str], envs: list[dict[str, str]],
                    cell_timeout: int | None, student_timeout: float, progress: bool) -> list[StudentGrade]:
-    """Autograde each student in its own `nbgrader autograde` process, `len(envs)` at a time, each worker on its
-    own share of the cores (`machine.core_share`)."""
+    """One `nbgrader autograde` process per student, `len(envs)` at a time, each on its worker's `core_share`."""
     import psutil
     from tqdm.auto import tqdm
     free = [(env, core_share(n, len(envs))) for n, env in enumerate(envs)]

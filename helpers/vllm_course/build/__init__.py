@@ -86,9 +86,7 @@ def build_all(*, awq: bool | None = None, force: bool = False, quick: bool = Fal
 
 def wants_awq() -> bool:
     """Build AWQ? `VLLM_COURSE_BUILD_AWQ` when set, else only where vLLM can run 4-bit (no AVX2 CPU)."""
-    if config.BUILD_AWQ is not None:
-        return config.BUILD_AWQ
-    return has_gpu() or cpu_isa() != "AVX2"
+    return config.BUILD_AWQ if config.BUILD_AWQ is not None else (has_gpu() or cpu_isa() != "AVX2")
 
 
 def build_lock_path() -> Path:
@@ -155,13 +153,12 @@ def _build_into_place(repo_id: str) -> dict:
         if repo_id == config.BASE_MODEL:
             provenance = recipes.build_base(tmp)
         else:
-            base = require(config.BASE_MODEL)
             step, *args = {config.BIN_MODEL: (recipes.build_single_file, "pytorch_model.bin"),
                            config.PT_MODEL: (recipes.build_single_file, "model.pt"),
                            config.W8A8_MODEL: (recipes.build_w8a8,), config.SHARDED_MODEL: (recipes.build_sharded,),
                            config.GPTQ_MODEL: (recipes.build_quantized, "gptq"),
                            config.AWQ_MODEL: (recipes.build_quantized, "awq")}[repo_id]
-            provenance = step(tmp, base, *args)
+            provenance = step(tmp, require(config.BASE_MODEL), *args)
         (tmp / "README.md").write_text(recipes.model_card(repo_id, provenance))
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -54,8 +54,7 @@ def uv_command(python: Path) -> tuple[list[str], dict[str, str]] | None:
 
 def install(python: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
     """Install `args` (pip's syntax: requirements, -e, -c, --no-deps) into `python`'s venv; output captured."""
-    found = uv_command(python)
-    if found is not None:
+    if (found := uv_command(python)) is not None:
         cmd, env = found
         proc = subprocess.run([*cmd, "--quiet", *args], capture_output=True, text=True, env=env)
         if proc.returncode == 0:

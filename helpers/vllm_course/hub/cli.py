@@ -96,14 +96,13 @@ def _watch(args: argparse.Namespace) -> int:
     print(f"watching the course hub on port {args.port} (Ctrl-C stops)", flush=True)
     end = None if args.seconds is None else time.monotonic() + args.seconds
     try:
-        while end is None or time.monotonic() < end:
-            time.sleep(args.interval)
-            for record in stats(args.port).recent:  # the last 500, oldest first; also after a reset
-                if record.time > last:
-                    print(_request_line(record), flush=True)
-                    last = record.time
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            while end is None or time.monotonic() < end:
+                time.sleep(args.interval)
+                for record in stats(args.port).recent:  # the last 500, oldest first; also after a reset
+                    if record.time > last:
+                        print(_request_line(record), flush=True)
+                        last = record.time
     except HubUnreachableError:
         print("the hub stopped answering", file=sys.stderr)
         return 1

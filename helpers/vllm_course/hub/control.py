@@ -1,7 +1,6 @@
 """Start, find and stop course hubs, each in its own process (a kernel restart leaves no half-dead server; vLLM's
 threads never share its event loop); one on a fixed port is recorded in `<course home>/hub/<port>.json`. `use_hub()`
-also patches huggingface_hub's import-time copies of HF_ENDPOINT; set HF_HUB_OFFLINE and HF_HOME before importing.
-"""
+also patches huggingface_hub's import-time copies of HF_ENDPOINT; set HF_HUB_OFFLINE and HF_HOME before importing."""
 
 from __future__ import annotations
 
@@ -90,8 +89,7 @@ def start(root: str | os.PathLike[str] | None = None, port: int | None = None, u
     mirrors `VLLM_COURSE_UPSTREAM` into `mirror_dir()` (port `VLLM_COURSE_MIRROR_PORT`, else `VLLM_COURSE_HUB_PORT`);
     `port` 0 picks a free one: a private hub, never reused, that stops with this process. `timeout`: seconds a new
     hub may take to answer. HubError: the root is missing, the port is taken (by something else or a hub serving
-    another root), or the hub did not come up (its log is quoted).
-    """
+    another root), or the hub did not come up (its log is quoted)."""
     mirror = root is None and config.profile() == "online"
     if mirror:  # a mirror starts empty: its folder is created on first use
         root = create_root(config.mirror_dir(), "Set VLLM_COURSE_HOME to a writable folder.")
@@ -229,12 +227,10 @@ def _spawn(root: Path, host: str, port: int, upstream: str | None, throttle_bps:
     port = int(read_json(ready)["port"])
     ready.unlink(missing_ok=True)
     url = f"http://{host}:{port}"
-    _wait_for(lambda: _health(url, timeout=1.0) is not None, child, deadline,
-              f"on {url} did not answer its health check", log_file)
+    _wait_for(lambda: is_running(url), child, deadline, f"on {url} did not answer its health check", log_file)
     if tag == str(port):
-        write_json(state_dir() / f"{port}.json", {"url": url, "host": host, "port": port, "pid": child.pid,
-                                                   "root": str(root), "upstream": upstream, "log": str(log_file),
-                                                   "started": time.time()})
+        write_json(folder / f"{tag}.json", {"url": url, "host": host, "port": port, "pid": child.pid, "root": str(root),
+                                            "upstream": upstream, "log": str(log_file), "started": time.time()})
     return HubHandle(url, port, root, upstream, child.pid, True, log_file)
 
 

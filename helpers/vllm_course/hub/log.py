@@ -1,7 +1,6 @@
 """The hub's request log: what each client asked for and how many bytes it got (`/_course/...` is not logged).
 Kinds: `metadata` (GET /api/...), `head` (HEAD of a file), `download` (a whole file, 200), `range` (a Range GET
-answered 206), `error` (any 4xx/5xx).
-"""
+answered 206), `error` (any 4xx/5xx)."""
 
 from __future__ import annotations
 

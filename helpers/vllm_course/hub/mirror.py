@@ -1,7 +1,6 @@
 """Where the server gets a repo from: a plain folder under the root as it is, any other repo from the upstream
 (pull-through): its listing kept in `<root>/<org>/<name>/.mirror/manifest.json`, each file fetched on its first GET,
-checked against the upstream's hash, then served from there, also with the upstream down or no `--upstream`.
-"""
+checked against the upstream's hash, then served from there, also with the upstream down or no `--upstream`."""
 
 from __future__ import annotations
 
@@ -136,7 +135,6 @@ class Mirror:
         """Download one file into the repo's folder with huggingface_hub's `hf_hub_download` (no token: a gated
         file stays refused, as to any client of this hub), then check its bytes against the listing."""
         from huggingface_hub import errors, hf_hub_download
-
         try:
             path = Path(hf_hub_download(view.repo_id, entry.path, revision=view.sha, endpoint=self.upstream,
                                         token=False, local_dir=self.store.root / view.repo_id,

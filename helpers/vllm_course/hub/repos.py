@@ -1,7 +1,6 @@
 """The hub's view of its root folder (`<root>/<org>/<name>/<files>`); paths are checked against the root, dot names
 never served. A commit sha is sha1 over the repo id and its sorted `path sha256` lines: stable on every machine
-and, as on the real Hub, never shared by two repos (`HFCacheInfo.delete_revisions(hash)` relies on that).
-"""
+and, as on the real Hub, never shared by two repos (`HFCacheInfo.delete_revisions(hash)` relies on that)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The course hub's HTTP server (Starlette on uvicorn): the Hub protocol as huggingface_hub 2.4 and vLLM 0.32 use
 it (`HubApp.asgi`), GET and HEAD only. Errors are JSON with the `X-Error-Code` huggingface_hub maps to its errors.
 File bodies are starlette's `FileResponse` (Range 206, 416, If-Range), which `FaultyFile` can slow down or cut
-(huggingface_hub then resumes with `Range: bytes=N-`).
-"""
+(huggingface_hub then resumes with `Range: bytes=N-`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -183,11 +183,10 @@ class HubApp:
         if head:
             return Response(headers=headers)
         local = await self.mirror.file(view, entry)
-        cut = None
-        if self.config.cut_after_bytes is not None and "range" not in request.headers \
-                and (repo_id, path) not in self._cut_done:
+        first_full = "range" not in request.headers and (repo_id, path) not in self._cut_done
+        cut = self.config.cut_after_bytes if first_full else None
+        if cut is not None:
             self._cut_done.add((repo_id, path))
-            cut = self.config.cut_after_bytes
         return FaultyFile(local, headers, throttle_bps=self.config.throttle_bps, cut_after=cut)
 
 
@@ -266,19 +265,15 @@ class FaultyFile(FileResponse):
             if self.throttle_bps and body:
                 await anyio.sleep(len(body) / self.throttle_bps)
 
-        try:
+        with contextlib.suppress(_Cut):  # the response ends short: the client sees a connection that closed mid-file
             await super().__call__(scope, receive, faulty_send)
-        except _Cut:
-            pass  # the response ends short: the client sees a connection that closed mid-file
 
 
 def serve(config: HubConfig, ready_file: Path | None = None, parent_pid: int | None = None) -> None:
     """Run the hub until Ctrl-C or SIGTERM (HubError: no root; OSError: port taken). `ready_file` gets `{"port": ...,
     "pid": ...}` once the socket listens; with `parent_pid` the hub stops once that process is gone."""
     import uvicorn
-
     from huggingface_hub.utils import disable_progress_bars
-
     disable_progress_bars()  # the mirror's downloads: the hub's log holds requests, not progress bars
     app = HubApp(config).asgi()
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
