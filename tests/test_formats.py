@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 from vllm_course import diagnose, formats
-from vllm_course.errors import LocalModelError
+from vllm_course.errors import CorruptedWeightsError, LocalModelError
 
 
 def _copy_without(src: Path, dst: Path, *skip: str) -> Path:
@@ -43,3 +43,15 @@ class TestLocalFolderCompleteness:
     def test_is_a_folder_that_does_not_exist_reported(self, tmp_path):
         """Does a path that is not there report the folder itself?"""
         assert formats.missing_files(tmp_path / "nope") == [f"the folder itself ({tmp_path / 'nope'})"]
+
+
+class TestCorruptedWeightsAdvice:
+    def test_does_a_weight_link_to_a_deleted_blob_get_its_advice(self, base_model, tmp_path):
+        """The weights a link to a blob deleted by hand: does the advice name the file as unreadable (not crash)?"""
+        folder = _copy_without(base_model, tmp_path / "m", "model.safetensors")
+        (folder / "model.safetensors").symlink_to(tmp_path / "deleted-blob")
+        advice = diagnose.explain(RuntimeError("Error while deserializing header: MetadataIncompleteBuffer"),
+                                  model=str(folder))
+        assert isinstance(advice, CorruptedWeightsError)
+        assert str(advice) == (f"{folder / 'model.safetensors'} is corrupted (unreadable header: FileNotFoundError): "
+                               "copy or convert the model into that folder again.")

@@ -207,8 +207,8 @@ def _explain_corrupted(model: str | None, revision: str | None, detail: str) -> 
 
 def _safetensors_problem(path: Path) -> str | None:
     """Why a .safetensors file cannot be read whole (None if its header covers the file exactly)."""
-    size = path.stat().st_size
     try:
+        size = path.stat().st_size  # a link to a deleted blob fails here, as an unreadable file
         with path.open("rb") as fh:  # 8 bytes of header length N, N bytes of JSON, then the tensors
             length = int.from_bytes(fh.read(8), "little")
             if not 2 <= length <= size - 8:
